@@ -1,0 +1,61 @@
+"""Atomic file writes: a crash mid-write never leaves a half file where the final one goes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import onnx
+
+from modelport.errors import UsageError
+
+__all__ = ["atomic_path", "atomic_write", "save_onnx"]
+
+
+@contextlib.contextmanager
+def atomic_path(destination: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``destination``; rename it into place only on success."""
+    destination = Path(destination)
+    directory = destination.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create directory {str(directory)!r}: {exc.strerror}") from exc
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise UsageError(f"cannot write to {str(directory)!r}: {exc.strerror}") from exc
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, destination)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_write(destination: str | Path, mode: str = "wb") -> Iterator[IO[bytes]]:
+    with atomic_path(destination) as tmp, open(tmp, mode) as fh:
+        yield fh  # type: ignore[misc]
+
+
+def save_onnx(model: onnx.ModelProto, destination: str | Path) -> Path:
+    destination = Path(destination)
+    with atomic_path(destination) as tmp:
+        if model.ByteSize() > 1_900_000_000:  # protobuf's 2 GiB limit: weights go beside it
+            onnx.save_model(
+                model,
+                str(tmp),
+                save_as_external_data=True,
+                location=destination.name + ".data",
+            )
+        else:
+            onnx.save_model(model, str(tmp))
+    return destination

@@ -1,0 +1,83 @@
+"""``convert()``: any supported model in, a verified ONNX model out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from modelport.convert.base import ConversionResult, ConvertOptions, Converter, Tolerance
+from modelport.convert.registry import detect, get, known, register
+from modelport.errors import NotFoundError
+
+__all__ = [
+    "ConversionResult",
+    "ConvertOptions",
+    "Converter",
+    "Tolerance",
+    "convert",
+    "detect",
+    "get",
+    "known",
+    "register",
+    "resolve_model",
+]
+
+
+def resolve_model(model: Any) -> Any:
+    """A string or path names a file or directory that must exist; anything else is an object."""
+    if isinstance(model, str | Path):
+        path = Path(model)
+        if not path.exists():
+            raise NotFoundError(f"model file {str(path)!r} does not exist")
+        return path
+    return model
+
+
+def convert(
+    model: Any,
+    sample: Any = None,
+    *,
+    framework: str | None = None,
+    opset: int | None = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+    model_class: str | None = None,
+    keep_float64: bool = False,
+    verify: bool = True,
+    providers: Sequence[str] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    output: str | Path | None = None,
+) -> ConversionResult:
+    """Convert ``model`` (a framework object or a file) to ONNX and verify it.
+
+    ``sample`` is an array, a dict of arrays, a DataFrame or a file (.npy .npz .csv .parquet
+    .json). The verification report is ``result.report`` (truthy when it passed); a failed
+    verification does not raise. With ``output`` the model is written atomically, but only when
+    verification passed (or was skipped).
+    """
+    from modelport.datafiles import read_sample
+
+    model = resolve_model(model)
+    if isinstance(sample, str | Path):
+        sample = read_sample(sample)
+    converter = get(framework) if framework else detect(model)
+    options = ConvertOptions(
+        sample=sample,
+        opset=opset,
+        input_names=list(input_names) if input_names else None,
+        output_names=list(output_names) if output_names else None,
+        dynamic_axes={k: dict(v) for k, v in dynamic_axes.items()} if dynamic_axes else None,
+        model_class=model_class,
+        keep_float64=keep_float64,
+    )
+    result = converter.convert(model, options)
+    if verify:
+        from modelport.verify import verify_conversion
+
+        result.report = verify_conversion(result, providers=providers, atol=atol, rtol=rtol)
+    if output is not None and (result.report is None or result.report):
+        result.save(output)
+    return result

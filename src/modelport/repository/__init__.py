@@ -1,0 +1,1 @@
+"""The model repository: named models, numbered immutable versions, aliases, tags."""
