@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from modelport.convert.base import ConversionResult, ConvertOptions, Converter, Tolerance
+from modelport.convert.base import ConversionResult, Converter, ConvertOptions, Tolerance
 from modelport.convert.registry import detect, get, known, register
 from modelport.errors import NotFoundError
 
@@ -45,6 +45,7 @@ def convert(
     dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
     model_class: str | None = None,
     keep_float64: bool = False,
+    exporter: str | None = None,
     verify: bool = True,
     providers: Sequence[str] | None = None,
     atol: float | None = None,
@@ -56,7 +57,8 @@ def convert(
     ``sample`` is an array, a dict of arrays, a DataFrame or a file (.npy .npz .csv .parquet
     .json). The verification report is ``result.report`` (truthy when it passed); a failed
     verification does not raise. With ``output`` the model is written atomically, but only when
-    verification passed (or was skipped).
+    verification passed (or was skipped). ``exporter`` pins the torch/Lightning exporter
+    ("dynamo" or "torchscript"); by default dynamo is tried first.
     """
     from modelport.datafiles import read_sample
 
@@ -69,9 +71,12 @@ def convert(
         opset=opset,
         input_names=list(input_names) if input_names else None,
         output_names=list(output_names) if output_names else None,
-        dynamic_axes={k: dict(v) for k, v in dynamic_axes.items()} if dynamic_axes else None,
+        dynamic_axes=(
+            None if dynamic_axes is None else {k: dict(v) for k, v in dynamic_axes.items()}
+        ),
         model_class=model_class,
         keep_float64=keep_float64,
+        exporter=exporter,
     )
     result = converter.convert(model, options)
     if verify:

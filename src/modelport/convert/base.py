@@ -50,6 +50,9 @@ class ConvertOptions:
     dynamic_axes: dict[str, dict[int, str]] | None = None
     model_class: str | None = None  # "package.module:Class" for state dicts and checkpoints
     keep_float64: bool = False  # sklearn: keep double precision instead of casting to float32
+    # torch/lightning: "dynamo" or "torchscript" pins one exporter; None tries dynamo, then falls
+    # back to TorchScript (the choice and the reason land in ConversionResult.source)
+    exporter: str | None = None
 
 
 @dataclass

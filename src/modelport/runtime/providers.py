@@ -8,7 +8,7 @@ import onnxruntime as ort
 
 from modelport.errors import UsageError
 
-__all__ = ["all_providers", "available_providers", "resolve_providers"]
+__all__ = ["all_providers", "available_providers", "provider_full_name", "resolve_providers"]
 
 _SHORT_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -27,6 +27,11 @@ def all_providers() -> list[str]:
 
 def available_providers() -> list[str]:
     return list(ort.get_available_providers())
+
+
+def provider_full_name(name: str) -> str:
+    """ONNX Runtime's name for a short one ("cuda" -> "CUDAExecutionProvider"); others unchanged."""
+    return _SHORT_NAMES.get(name.lower(), name)
 
 
 def resolve_providers(providers: Sequence[str] | None) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,9 +107,12 @@ def _spec(arg: ort.NodeArg) -> TensorSpec:
     return TensorSpec(arg.name, dtype, shape)
 
 
+_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+# Some ORT messages start with the C++ source location: "/path/file.cc:123 void f(...) <text>".
+_CPP_LOCATION = re.compile(r"^\S+\.(?:cc|cpp|h):\d+ [^(]*\([^)]*\)\s*")
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    # ORT messages start with "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : ..."; keep the detail.
-    if "] :" in text:
-        text = text.rsplit(" : ", 1)[-1]
-    return text.splitlines()[0] if text else type(exc).__name__
+    """ORT's message without its status prefix or C++ location, folded onto one line."""
+    text = _CPP_LOCATION.sub("", _ORT_PREFIX.sub("", str(exc).strip()))
+    return " ".join(text.split()) or type(exc).__name__

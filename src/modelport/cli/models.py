@@ -1,0 +1,467 @@
+"""``modelport models ...``: the model repository from the command line.
+
+Every command is a thin call into :class:`modelport.repository.Repository`; errors are rendered
+as one line by the top-level group (exit code 2, 1 for a failed verification).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from modelport.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from modelport.repository import ModelVersion, Repository
+
+__all__ = ["COMMANDS", "models"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_REPO_KEY = "models_repo"
+
+
+def _repo_option(func: F) -> F:
+    # --repo is accepted on the group and on every command ("--repo anywhere"); a command's
+    # own --repo wins over the group's.
+    return click.option(
+        "--repo",
+        "repo_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Repository directory (default: $MODELPORT_HOME or ~/.local/share/modelport).",
+    )(func)
+
+
+def _open(repo_dir: Path | None) -> Repository:
+    from modelport.repository import Repository
+
+    ctx = click.get_current_context()
+    obj = ctx.find_object(dict) or {}
+    return Repository(repo_dir or obj.get(_REPO_KEY))
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _parse_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"tag {pair!r} is not KEY=VALUE; write it like team=vision")
+        tags[key] = value
+    return tags
+
+
+def _version_of(repo: Repository, ref: str) -> tuple[str, int | None]:
+    """(name, version) for tag/describe: a bare name means the model itself."""
+    from modelport.repository import parse_ref
+
+    parsed = parse_ref(ref)
+    if parsed.version is None and parsed.alias is None:
+        return parsed.name, None
+    return parsed.name, repo.resolve(parsed).version
+
+
+@click.group(name="models")
+@click.option(
+    "--repo",
+    "repo_dir",
+    envvar="MODELPORT_HOME",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Repository directory (default: $MODELPORT_HOME or ~/.local/share/modelport).",
+)
+@click.pass_context
+def models(ctx: click.Context, repo_dir: Path | None) -> None:
+    """Register, version, alias, tag, export and import models in a repository."""
+    ctx.ensure_object(dict)
+    ctx.obj[_REPO_KEY] = repo_dir
+
+
+@models.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--name", "-n", required=True, help="Model name (letters, digits, '._-').")
+@click.option("--sample", type=click.Path(path_type=Path), help="Sample input file (.npy .npz "
+              ".csv .parquet .json); stored as the input example and used to verify.")
+@click.option("--framework", help="Framework of SOURCE when it cannot be detected.")
+@click.option("--class", "model_class", help="package.module:Class for state dicts/checkpoints.")
+@click.option("--opset", type=int, help="ONNX opset to export with.")
+@click.option("--atol", type=float, help="Absolute tolerance for verification.")
+@click.option("--rtol", type=float, help="Relative tolerance for verification.")
+@click.option("--force", is_flag=True, help="Register even if verification fails (recorded).")
+@click.option("--description", "-d", help="Markdown description of this version.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Version tag (repeat).")
+@click.option("--alias", "alias", help="Point this alias at the new version.")
+@_repo_option
+def register(
+    source: Path,
+    name: str,
+    sample: Path | None,
+    framework: str | None,
+    model_class: str | None,
+    opset: int | None,
+    atol: float | None,
+    rtol: float | None,
+    force: bool,
+    description: str | None,
+    tags: tuple[str, ...],
+    alias: str | None,
+    repo_dir: Path | None,
+) -> None:
+    """Convert, verify and register SOURCE (.onnx or a framework model file) as NAME."""
+    repo = _open(repo_dir)
+    kwargs: dict[str, Any] = {
+        key: value
+        for key, value in (("model_class", model_class), ("opset", opset), ("atol", atol),
+                           ("rtol", rtol))
+        if value is not None
+    }
+    found = repo.register(
+        source,
+        name,
+        sample=sample,
+        framework=framework,
+        force=force,
+        description=description,
+        tags=_parse_pairs(tags),
+        **kwargs,
+    )
+    if alias:
+        repo.set_alias(found.name, alias, found.version)
+        found = repo.resolve(found.ref)
+    console = _console()
+    console.print(f"registered [bold]{found.ref}[/bold] in {_e(found.path)}")
+    console.print(f"  {_verification_line(found)}")
+    if found.aliases:
+        console.print(f"  aliases: {', '.join(found.aliases)}")  # validated: no markup
+
+
+@models.command(name="list")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_repo_option
+def list_(name: str | None, as_json: bool, repo_dir: Path | None) -> None:
+    """List models, or the versions of model NAME."""
+    from rich.table import Table
+
+    repo = _open(repo_dir)
+    if name is None:
+        infos = repo.list_models()
+        if as_json:
+            click.echo(json.dumps([info.__dict__ for info in infos], indent=2))
+            return
+        table = Table(title=f"models in {repo.root}", title_justify="left")
+        for column in ("name", "latest", "versions"):
+            table.add_column(column, no_wrap=True)
+        for column in ("aliases", "tags", "description"):
+            table.add_column(column, overflow="fold", min_width=len(column))
+        for info in infos:
+            table.add_row(
+                info.name,
+                "-" if info.latest_version is None else str(info.latest_version),
+                str(info.versions),
+                ", ".join(f"{a}->{v}" for a, v in info.aliases.items()),
+                _pairs(info.tags),
+                _first_line(info.description),
+            )
+        _console().print(table if infos else "no models yet; add one with 'modelport models "
+                         "register MODEL --name NAME'")
+        return
+    versions = repo.list_versions(name)
+    if as_json:
+        click.echo(json.dumps([_version_dict(v) for v in versions], indent=2))
+        return
+    table = Table(title=f"versions of {name}", title_justify="left")
+    for column in ("version", "created", "framework", "verified"):
+        table.add_column(column, no_wrap=True)
+    for column in ("aliases", "tags", "description"):
+        table.add_column(column, overflow="fold", min_width=len(column))
+    for found in versions:
+        table.add_row(
+            str(found.version),
+            found.created[:16].replace("T", " "),
+            found.framework,
+            _verified_mark(found),
+            ", ".join(found.aliases),
+            _pairs(found.tags),
+            _first_line(found.description),
+        )
+    _console().print(table)
+
+
+@models.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print the version and manifest as JSON.")
+@click.option("--check", is_flag=True, help="Also verify the checksums of every file.")
+@_repo_option
+def show(ref: str, as_json: bool, check: bool, repo_dir: Path | None) -> None:
+    """Show one version (REF: name, name:3 or name@alias): manifest, verification, aliases, tags."""
+    from rich.table import Table
+
+    repo = _open(repo_dir)
+    found = repo.load(ref) if check else repo.resolve(ref)
+    if as_json:
+        click.echo(json.dumps(_version_dict(found, manifest=True), indent=2))
+        return
+    console = _console()
+    console.print(f"[bold]{found.ref}[/bold]  {_e(found.path)}")
+    m = found.manifest
+    console.print(f"  created      {_e(m.created)}")
+    console.print(f"  framework    {_e(m.framework)}  ({_pairs(_plain(m.source))})")
+    console.print(f"  verification {_verification_line(found).removeprefix('verification ')}")
+    if m.imported_from:
+        origin = m.imported_from
+        console.print(f"  imported     from {_e(origin.get('name'))}:{origin.get('version')} "
+                      f"({_e(origin.get('archive'))})")
+    runtime = m.runtime
+    opsets = ", ".join(f"{d} {v}" for d, v in (runtime.get("opset") or {}).items())
+    console.print(f"  runtime      opset {opsets}; IR {runtime.get('ir_version')}; "
+                  f"onnxruntime {runtime.get('onnxruntime')}")
+    console.print(f"  aliases      {', '.join(found.aliases) or '-'}")
+    console.print(f"  tags         {_pairs(found.tags) or '-'}")
+    if check:
+        console.print("  checksums    [green]ok[/green]")
+    table = Table(title="signature", title_justify="left", show_edge=False)
+    for column in ("", "name", "dtype", "shape"):
+        table.add_column(column)
+    for kind, specs in (("input", m.signature.inputs), ("output", m.signature.outputs)):
+        for spec in specs:
+            shape = "[" + ", ".join("?" if d is None else str(d) for d in spec.shape) + "]"
+            table.add_row(kind, _e(spec.name), _e(spec.dtype), _e(shape))
+    console.print(table)
+    files = Table(title="files", title_justify="left", show_edge=False)
+    files.add_column("file")
+    files.add_column("sha256", overflow="fold")
+    for file_name, digest in sorted(m.files.items()):
+        files.add_row(file_name, digest)
+    console.print(files)
+    if found.description:
+        from rich.markdown import Markdown
+
+        console.print(Markdown(found.description))
+
+
+@models.group()
+def alias() -> None:
+    """Set or remove aliases (name@alias references)."""
+
+
+@alias.command(name="set")
+@click.argument("name")
+@click.argument("alias_name", metavar="ALIAS")
+@click.argument("version")
+@click.option("--no-move", is_flag=True, help="Fail instead of moving an existing alias.")
+@_repo_option
+def alias_set(name: str, alias_name: str, version: str, no_move: bool,
+              repo_dir: Path | None) -> None:
+    """Point ALIAS of model NAME at VERSION (moving it if it exists)."""
+    from modelport.repository.names import validate_version
+
+    repo = _open(repo_dir)
+    number = validate_version(version)
+    previous = repo.set_alias(name, alias_name, number, move=not no_move)
+    moved = f" (moved from {previous})" if previous is not None and previous != number else ""
+    click.echo(f"{name}@{alias_name} -> {name}:{number}{moved}")
+
+
+@alias.command(name="rm")
+@click.argument("name")
+@click.argument("alias_name", metavar="ALIAS")
+@_repo_option
+def alias_rm(name: str, alias_name: str, repo_dir: Path | None) -> None:
+    """Remove ALIAS of model NAME."""
+    _open(repo_dir).remove_alias(name, alias_name)
+    click.echo(f"removed {name}@{alias_name}")
+
+
+@models.group()
+def tag() -> None:
+    """Set or remove tags of a model (REF = name) or a version (name:3, name@alias)."""
+
+
+@tag.command(name="set")
+@click.argument("ref")
+@click.argument("pairs", nargs=-1, required=True, metavar="KEY=VALUE...")
+@_repo_option
+def tag_set(ref: str, pairs: tuple[str, ...], repo_dir: Path | None) -> None:
+    """Set tags on REF."""
+    repo = _open(repo_dir)
+    name, version = _version_of(repo, ref)
+    tags = _parse_pairs(pairs)
+    for key, value in tags.items():
+        repo.set_tag(name, key, value, version=version)
+    pairs_text = ", ".join(f"{k}={v}" for k, v in tags.items())
+    click.echo(f"tagged {name if version is None else f'{name}:{version}'}: {pairs_text}")
+
+
+@tag.command(name="rm")
+@click.argument("ref")
+@click.argument("keys", nargs=-1, required=True, metavar="KEY...")
+@_repo_option
+def tag_rm(ref: str, keys: tuple[str, ...], repo_dir: Path | None) -> None:
+    """Remove tags from REF."""
+    repo = _open(repo_dir)
+    name, version = _version_of(repo, ref)
+    for key in keys:
+        repo.remove_tag(name, key, version=version)
+    click.echo(f"removed tag(s) {', '.join(keys)}")
+
+
+@models.command()
+@click.argument("ref")
+@click.argument("text")
+@_repo_option
+def describe(ref: str, text: str, repo_dir: Path | None) -> None:
+    """Set the Markdown description of a model (REF = name) or a version; TEXT '-' reads stdin,
+    '' clears it."""
+    repo = _open(repo_dir)
+    name, version = _version_of(repo, ref)
+    if text == "-":
+        text = sys.stdin.read()
+    repo.set_description(name, text, version=version)
+    click.echo(f"described {name if version is None else f'{name}:{version}'}")
+
+
+@models.command()
+@click.argument("ref")
+@_repo_option
+def delete(ref: str, repo_dir: Path | None) -> None:
+    """Delete one version (REF = name:3 or name@alias); aliases must not point at it."""
+    from modelport.repository import parse_ref
+
+    parsed = parse_ref(ref)
+    if parsed.version is None and parsed.alias is None:
+        raise UsageError(f"name the version to delete, e.g. {parsed.name}:1")
+    repo = _open(repo_dir)
+    found = repo.resolve(parsed)
+    repo.delete_version(found.name, found.version)
+    click.echo(f"deleted {found.ref}")
+
+
+@models.command(name="export")
+@click.argument("ref")
+@click.argument("out", type=click.Path(path_type=Path))
+@_repo_option
+def export(ref: str, out: Path, repo_dir: Path | None) -> None:
+    """Export one version to a portable .tar.gz archive OUT (a directory: NAME-VERSION.tar.gz)."""
+    path = _open(repo_dir).export_version(ref, out)
+    click.echo(f"exported {ref} to {path}")
+
+
+@models.command(name="import")
+@click.argument("archive", type=click.Path(path_type=Path))
+@click.option("--name", "-n", help="Import under this model name instead of the archive's.")
+@_repo_option
+def import_(archive: Path, name: str | None, repo_dir: Path | None) -> None:
+    """Import an exported ARCHIVE as the next version of its model."""
+    found = _open(repo_dir).import_archive(archive, name=name)
+    origin = found.manifest.imported_from or {}
+    click.echo(f"imported {found.ref} (was {origin.get('name')}:{origin.get('version')})")
+
+
+@models.command()
+@_repo_option
+def check(repo_dir: Path | None) -> None:
+    """Verify the checksums of every version; exit 2 if any file is corrupt."""
+    from modelport.errors import IntegrityError
+
+    problems = _open(repo_dir).check()
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise IntegrityError(f"{len(problems)} version(s) failed the check")
+    click.echo("all versions intact")
+
+
+@models.command()
+@_repo_option
+def gc(repo_dir: Path | None) -> None:
+    """Remove leftovers of interrupted registrations and deletions."""
+    removed = _open(repo_dir).gc()
+    click.echo(f"removed {removed} leftover(s)")
+
+
+# -- rendering helpers ------------------------------------------------------------------------
+
+
+def _e(value: object) -> str:
+    """Escape text for rich: tag values, paths and shapes may contain '[...]'."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
+def _pairs(tags: dict[str, Any]) -> str:
+    return _e(", ".join(f"{k}={v}" for k, v in tags.items()))
+
+
+def _plain(source: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in source.items() if isinstance(v, str | int | float) and v != ""}
+
+
+def _first_line(text: str | None, width: int = 60) -> str:
+    if not text:
+        return ""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return _e(line if len(line) <= width else line[: width - 1] + "…")
+
+
+def _verified_mark(found: ModelVersion) -> str:
+    passed = found.manifest.verified
+    if found.manifest.forced:
+        return "[red]FAILED (forced)[/red]"
+    if passed is None:
+        return "-"
+    return "[green]pass[/green]" if passed else "[red]FAIL[/red]"
+
+
+def _verification_line(found: ModelVersion) -> str:
+    m = found.manifest
+    if m.verification is None:
+        return "not verified"
+    passed = bool(m.verified)
+    summary = "verification passed" if passed else "verification failed"
+    try:
+        from modelport.verify.report import VerificationReport
+
+        report = VerificationReport.from_dict(m.verification)
+        if report.passed == passed:  # a hand-made report dict may hold only "passed"
+            summary = _e(report.summary())
+    except (ImportError, KeyError, TypeError, ValueError):
+        pass  # an older or foreign report shape: the stored flag says enough
+    if m.forced:
+        summary += " [red](registered with --force)[/red]"
+    return summary
+
+
+def _version_dict(found: ModelVersion, manifest: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "ref": found.ref,
+        "name": found.name,
+        "version": found.version,
+        "created": found.created,
+        "framework": found.framework,
+        "path": str(found.path),
+        "aliases": found.aliases,
+        "tags": found.tags,
+        "description": found.description,
+        "verified": found.manifest.verified,
+        "forced": found.manifest.forced,
+    }
+    if manifest:
+        data["manifest"] = found.manifest.to_dict()
+    return data
+
+
+COMMANDS: list[click.Command] = [models]
