@@ -7,7 +7,6 @@ import sys
 import tempfile
 
 import numpy as np
-import torch
 from sklearn.datasets import load_digits
 
 import modelport

@@ -8,6 +8,7 @@ The public API::
     report = modelport.verify("model.onnx", original="model.pt", sample="x.npy")
     summary = modelport.inspect("model.onnx")
     repo = modelport.Repository()                       # imported on first use
+    session = modelport.Session("model.onnx")           # ONNX Runtime, our signature and errors
 
 Importing modelport loads onnx and numpy, never a training framework: those are imported only
 when a converter for them runs.
@@ -31,12 +32,15 @@ from modelport.inspect import ModelSummary, inspect  # isort: skip
 
 if TYPE_CHECKING:
     from modelport.repository import ModelVersion, Repository
+    from modelport.runtime import Session, SessionOptions
 
 __all__ = [
     "ConversionResult",
     "ModelSummary",
     "ModelVersion",
     "Repository",
+    "Session",
+    "SessionOptions",
     "Signature",
     "TensorSpec",
     "Tolerance",
@@ -49,7 +53,13 @@ __all__ = [
 ]
 
 # The repository pulls in SQLite and packaging code that most users of convert never need.
-_LAZY = {"Repository": "modelport.repository", "ModelVersion": "modelport.repository"}
+_LAZY = {
+    "Repository": "modelport.repository",
+    "ModelVersion": "modelport.repository",
+    # ONNX Runtime is only loaded when a session is wanted.
+    "Session": "modelport.runtime",
+    "SessionOptions": "modelport.runtime",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -88,13 +88,25 @@ def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
 
 @contextmanager
 def _serving(repo: Any, host: str, port: int) -> Iterator[str]:
-    from modelport.serve import start_server_in_thread
+    """Serve every model of ``repo`` from a background thread; stop gracefully on exit."""
+    import threading
 
-    server = start_server_in_thread(repo, host=host, port=port)
+    from modelport.serve import InferenceService, bind_socket, create_app, make_server
+
+    sock = bind_socket(host, port)  # a port in use is a one-line error before anything starts
+    bound_port = sock.getsockname()[1]
+    app = create_app(InferenceService(repo), wait_for_models=True)
+    server = make_server(app, log_level="warning")
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
     try:
-        yield server.url
+        yield f"http://{host}:{bound_port}"
     finally:
-        server.stop()
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def run_demo(
