@@ -155,8 +155,7 @@ def run_demo(
     with console.status("converting and verifying the scikit-learn pipeline..."):
         sk_result = convert(pipeline, sample=flat_test[:16])
     for title, conversion in (("Lightning CNN", cnn_result), ("scikit-learn pipeline", sk_result)):
-        console.print(f"[bold]{title}[/bold]")
-        console.print(conversion.report.render())
+        _print_verification(console, title, conversion)
 
     console.rule("[bold]3. Register in the model repository")
     cnn_version = repo.register(cnn_result, "digits-cnn", description="Lightning CNN on digits")
@@ -244,7 +243,8 @@ def run_demo(
                 sk_onnx_ms,
             ),
         ]
-        console.print(_summary_table(result))
+        for table in _summary_tables(result):
+            console.print(table)
         console.print(
             f"\nServer: {base_url}   metadata: {base_url}/v2/models/digits-cnn   "
             f"metrics: {base_url}/metrics   docs: {base_url}/docs"
@@ -260,30 +260,42 @@ def run_demo(
     return result
 
 
-def _summary_table(result: DemoResult) -> Table:
-    table = Table(title="original framework vs ONNX (test split of digits, 450 images)")
-    for column in (
-        "model",
-        "accuracy original",
-        "accuracy ONNX",
-        "accuracy served",
-        "parity",
-        "max |diff|",
-        "1-row latency original",
-        "1-row latency ONNX",
-        "speed-up",
-    ):
-        table.add_column(column, justify="right" if column != "model" else "left")
+def _print_verification(console: Console, title: str, conversion: Any) -> None:
+    """The report in a few lines; ``modelport verify`` prints the full table."""
+    report = conversion.report
+    exporter = conversion.source.get("exporter")
+    console.print(
+        f"[bold]{title}[/bold] -> ONNX ({conversion.framework}"
+        + (f", {exporter} exporter" if exporter else "")
+        + f"): {'[green]' if report else '[red]'}{report.summary()}"
+    )
+    checks = ", ".join(c.name for c in report.checks if c.passed)
+    console.print(f"  checks passed: {checks}")
+    for name, comp in report.worst().items():
+        labels = (
+            f", labels agree {comp.label_agreement:.1%}" if comp.label_agreement is not None else ""
+        )
+        console.print(
+            f"  output {name}: worst max |error| {comp.max_abs_error or 0:.2e} "
+            f"(atol {comp.atol:g}, rtol {comp.rtol:g}){labels}"
+        )
+
+
+def _summary_tables(result: DemoResult) -> tuple[Table, Table]:
+    accuracy = Table(title="accuracy on the 450 held-out digits")
+    speed = Table(title="one-row latency, median (1 thread each)")
+    for column in ("model", "original", "ONNX Runtime", "served (HTTP)", "max |diff|"):
+        accuracy.add_column(column, justify="left" if column == "model" else "right")
+    for column in ("model", "original", "ONNX Runtime", "speed-up"):
+        speed.add_column(column, justify="left" if column == "model" else "right")
     for m in result.models:
-        table.add_row(
-            f"{m.ref} ({m.framework})",
+        model = f"{m.ref} ({m.framework})"
+        accuracy.add_row(
+            model,
             f"{m.original_accuracy:.4f}",
             f"{m.onnx_accuracy:.4f}",
             f"{m.served_accuracy:.4f}",
-            "[green]passed" if m.parity_passed else "[red]failed",
-            f"{m.max_abs_error:.2e}",
-            f"{m.original_ms:.3f} ms",
-            f"{m.onnx_ms:.3f} ms",
-            f"{m.speedup:.1f}x",
+            ("[green]" if m.parity_passed else "[red]") + f"{m.max_abs_error:.1e}",
         )
-    return table
+        speed.add_row(model, f"{m.original_ms:.3f} ms", f"{m.onnx_ms:.3f} ms", f"{m.speedup:.1f}x")
+    return accuracy, speed
