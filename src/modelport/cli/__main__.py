@@ -1,0 +1,5 @@
+"""``python -m modelport.cli``: the same as the ``modelport`` command."""
+
+from modelport.cli import main
+
+main()
