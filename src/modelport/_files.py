@@ -13,7 +13,7 @@ import onnx
 
 from modelport.errors import UsageError
 
-__all__ = ["atomic_path", "atomic_write", "save_onnx"]
+__all__ = ["apply_umask", "atomic_path", "atomic_write", "save_onnx"]
 
 
 @contextlib.contextmanager
@@ -31,6 +31,7 @@ def atomic_path(destination: str | Path) -> Iterator[Path]:
         raise UsageError(f"cannot write to {str(directory)!r}: {exc.strerror}") from exc
     os.close(fd)
     tmp_path = Path(tmp)
+    apply_umask(tmp_path)  # mkstemp makes 0600 files; outputs should be as open() makes them
     try:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
@@ -59,3 +60,12 @@ def save_onnx(model: onnx.ModelProto, destination: str | Path) -> Path:
         else:
             onnx.save_model(model, str(tmp))
     return destination
+
+
+def apply_umask(path: str | Path, directory: bool = False) -> None:
+    """Give a file made by ``atomic_path`` (mkstemp: 0600) or mkdtemp (0700) the permissions a
+    plain ``open``/``mkdir`` would have had, so users' outputs are not private by accident."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if directory else 0o666) & ~mask)
+

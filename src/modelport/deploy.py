@@ -1,0 +1,539 @@
+"""``modelport deploy``: a container build context and Kubernetes manifests for one model version.
+
+The context is self-contained and needs no network at build time beyond the Python package index:
+
+    Dockerfile            slim Python base, pinned requirements, non-root user, health check
+    requirements.txt      modelport's runtime dependencies pinned to the versions installed here
+    wheels/               a wheel of this very modelport (it is not on PyPI)
+    entrypoint.sh         runs ``modelport serve`` on the baked-in repository
+    models/               a one-model modelport repository (checksums re-verified on the way in)
+    k8s/deployment.yaml   Deployment + Service, readiness and liveness probes on the V2 routes
+    k8s/inferenceservice.yaml  a KServe InferenceService speaking the V2 protocol
+    README.md             how to build, run and apply it
+
+The whole directory is built beside ``out`` and renamed into place at the end, so a failure
+never leaves half a context behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from modelport._files import apply_umask
+from modelport.errors import NotFoundError, UsageError
+
+__all__ = [
+    "CONTAINER_REPO",
+    "DeployContext",
+    "build_wheel",
+    "deploy",
+    "pinned_requirements",
+]
+
+CONTAINER_REPO = "/models"
+READY_PATH = "/v2/health/ready"
+LIVE_PATH = "/v2/health/live"
+_UID = 10001  # numeric, so that Kubernetes' runAsNonRoot can check it
+_IMAGE = re.compile(
+    r"(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?"  # optional registry host[:port]/
+    r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"  # repository path
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"  # :tag
+    r"(?:@sha256:[a-f0-9]{64})?"
+)
+_RUNTIME_EXTRAS = ("serve",)  # what the image needs besides the core: the server
+
+
+@dataclass
+class DeployContext:
+    directory: Path
+    image: str
+    port: int
+    model: str  # the reference served inside the image ("name:1")
+    source: str  # the reference it came from ("name:3")
+    k8s_name: str
+    files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "directory": str(self.directory),
+            "image": self.image,
+            "port": self.port,
+            "model": self.model,
+            "source": self.source,
+            "k8s_name": self.k8s_name,
+            "files": self.files,
+            "notes": self.notes,
+        }
+
+
+def deploy(
+    ref: str,
+    out: str | Path,
+    *,
+    repo: str | Path | None = None,
+    image: str | None = None,
+    port: int = 8000,
+    wheel: str | Path | None = None,
+    base_image: str | None = None,
+    force: bool = False,
+) -> DeployContext:
+    """Write a build context for repository version ``ref`` to ``out`` (a new directory)."""
+    from modelport.repository import Repository
+
+    out = Path(out)
+    if not 0 < port < 65536:
+        raise UsageError(f"--port must be between 1 and 65535, got {port}")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{str(out)!r} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UsageError(f"{str(out)!r} is not empty; choose a new directory or pass --force")
+    if wheel is not None and not Path(wheel).is_file():
+        raise NotFoundError(f"wheel {str(wheel)!r} does not exist")
+
+    source = Repository(root=repo)
+    version = source.load(ref)  # checksums of every file checked here
+    k8s_name = kubernetes_name(version.name)
+    image = image or f"modelport-{k8s_name}:{version.version}"
+    if not _IMAGE.fullmatch(image):
+        raise UsageError(
+            f"invalid image name {image!r}; use e.g. 'registry.example.com/team/model:1'"
+        )
+    base_image = base_image or f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"
+
+    with _staging(out, force) as ctx:
+        served = _copy_model(source, version.ref, ctx / "models")
+        wheel_file = _place_wheel(wheel, ctx / "wheels")
+        requirements, notes = pinned_requirements()
+        _write(ctx / "requirements.txt", _requirements_text(requirements))
+        _write(ctx / "entrypoint.sh", _entrypoint(port), mode=0o755)
+        _write(ctx / "Dockerfile", _dockerfile(base_image, wheel_file.name, port, served))
+        _write(ctx / ".dockerignore", "k8s/\nREADME.md\n")
+        labels = {
+            "app.kubernetes.io/name": k8s_name,
+            "app.kubernetes.io/part-of": "modelport",
+            "modelport.io/model": version.name,
+            "modelport.io/version": str(version.version),
+        }
+        _write(ctx / "k8s" / "deployment.yaml", _deployment_yaml(k8s_name, image, port, labels))
+        _write(
+            ctx / "k8s" / "inferenceservice.yaml",
+            _inferenceservice_yaml(k8s_name, image, port, labels),
+        )
+        _write(ctx / "README.md", _readme(version, served, image, port, k8s_name))
+        files = sorted(
+            str(p.relative_to(ctx)) for p in ctx.rglob("*") if p.is_file() and _listed(p, ctx)
+        )
+    return DeployContext(out, image, port, served, version.ref, k8s_name, files, notes)
+
+
+def kubernetes_name(name: str) -> str:
+    """A DNS-1123 label from a model name: lower case, '-' for anything else, at most 63."""
+    label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+    label = re.sub(r"-{2,}", "-", label)[:63].rstrip("-")
+    return label or "model"
+
+
+# --------------------------------------------------------------------------- building blocks
+@contextlib.contextmanager
+def _staging(out: Path, force: bool) -> Iterator[Path]:
+    """A fresh directory beside ``out``, renamed over it only when everything was written."""
+    parent = out.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+        apply_umask(staging, directory=True)  # mkdtemp makes it private (0700)
+    except OSError as exc:
+        raise UsageError(f"cannot write to {str(parent)!r}: {exc.strerror}") from exc
+    try:
+        yield staging
+        old: Path | None = None
+        if out.exists():
+            # An empty directory, or --force: move it aside first so the swap is one rename.
+            old = parent / f".{out.name}.{os.getpid()}.old"
+            os.replace(out, old)
+        os.replace(staging, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _listed(path: Path, root: Path) -> bool:
+    # The repository's lock and index journal files are runtime state, not content to list.
+    return not any(part.startswith(".") for part in path.relative_to(root).parts[:-1])
+
+
+def _copy_model(source: Any, ref: str, root: Path) -> str:
+    """Export the version and import it into a fresh repository inside the context.
+
+    Going through the archive format (rather than copying directories) means the copy is checked
+    against the manifest's checksums again on import, and the context's repository index is
+    written by the repository code itself.
+    """
+    from modelport.repository import Repository
+
+    target = Repository(root=root)
+    with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
+        archive = source.export_version(ref, Path(tmp) / "model.tar.gz")
+        imported = target.import_archive(archive)
+    close = getattr(target, "close", None)
+    if callable(close):
+        close()
+    return str(imported.ref)
+
+
+def _place_wheel(wheel: str | Path | None, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    if wheel is not None:
+        source = Path(wheel)
+        if not source.name.startswith("modelport-") or source.suffix != ".whl":
+            raise UsageError(f"{source.name!r} is not a modelport wheel (modelport-*.whl)")
+        target = directory / source.name
+        shutil.copyfile(source, target)
+        return target
+    return build_wheel(directory)
+
+
+def build_wheel(directory: str | Path) -> Path:
+    """A pure-Python wheel of the modelport that is running, from its installed files.
+
+    modelport is not on PyPI, so the image must get this very version. Packing the imported
+    package directory with its installed metadata works for editable and regular installs alike,
+    needs no build backend or network, and ships exactly the code whose tests just passed.
+    """
+    import modelport
+
+    try:
+        dist = metadata.distribution("modelport")
+    except metadata.PackageNotFoundError as exc:
+        raise UsageError(
+            "modelport is not installed as a distribution; install it (pip install -e .) or "
+            "pass --wheel PATH"
+        ) from exc
+    name_version = f"modelport-{dist.version}"
+    dist_info = f"modelport-{dist.version}.dist-info"
+    package_dir = Path(modelport.__file__).parent
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{name_version}-py3-none-any.whl"
+    record: list[str] = []
+
+    def add(zf: zipfile.ZipFile, arcname: str, data: bytes) -> None:
+        info = zipfile.ZipInfo(arcname, date_time=(1980, 1, 1, 0, 0, 0))  # reproducible
+        info.external_attr = 0o644 << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{arcname},sha256={digest},{len(data)}")
+
+    with zipfile.ZipFile(target, "w") as zf:
+        for path in sorted(package_dir.rglob("*")):
+            relative = path.relative_to(package_dir)
+            if not path.is_file() or "__pycache__" in relative.parts or path.suffix == ".pyc":
+                continue
+            add(zf, f"modelport/{relative.as_posix()}", path.read_bytes())
+        add(zf, f"{dist_info}/METADATA", (dist.read_text("METADATA") or "").encode())
+        entry_points = dist.read_text("entry_points.txt")
+        if entry_points:
+            add(zf, f"{dist_info}/entry_points.txt", entry_points.encode())
+        wheel_meta = (
+            "Wheel-Version: 1.0\nGenerator: modelport.deploy\nRoot-Is-Purelib: true\n"
+            "Tag: py3-none-any\n"
+        )
+        add(zf, f"{dist_info}/WHEEL", wheel_meta.encode())
+        record.append(f"{dist_info}/RECORD,,")
+        zf.writestr(
+            zipfile.ZipInfo(f"{dist_info}/RECORD", date_time=(1980, 1, 1, 0, 0, 0)),
+            "\n".join(record) + "\n",
+        )
+    return target
+
+
+def pinned_requirements() -> tuple[list[str], list[str]]:
+    """modelport's core and ``serve`` dependencies, pinned to the versions installed here."""
+    notes: list[str] = []
+    try:
+        declared = metadata.requires("modelport") or []
+    except metadata.PackageNotFoundError:
+        declared = []
+    wanted: list[str] = []
+    for requirement in declared:
+        spec, _, marker = requirement.partition(";")
+        extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
+        if marker.strip() and (extra is None or extra.group(1) not in _RUNTIME_EXTRAS):
+            continue
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+        if match and match.group(1) not in wanted:
+            wanted.append(match.group(1))
+    if not wanted:  # not installed as a distribution: the documented core
+        wanted = ["numpy", "onnx", "onnxruntime", "click", "rich"]
+        wanted += ["starlette", "uvicorn", "orjson", "prometheus-client"]
+    pinned = []
+    for package in wanted:
+        try:
+            pinned.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            pinned.append(package)
+            notes.append(f"{package} is not installed here; requirements.txt leaves it unpinned")
+    return pinned, notes
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    path.chmod(mode)
+
+
+def _requirements_text(requirements: list[str]) -> str:
+    header = (
+        "# modelport's runtime dependencies, pinned to the versions it was tested with.\n"
+        "# modelport itself is installed from the wheel in wheels/.\n"
+    )
+    return header + "\n".join(requirements) + "\n"
+
+
+def _entrypoint(port: int) -> str:
+    return f"""#!/bin/sh
+# Serve the model repository baked into the image with modelport (Open Inference Protocol V2).
+# MODELPORT_REPO, MODELPORT_HOST and MODELPORT_PORT override the defaults, so the same script
+# runs outside a container too; extra arguments are passed on to 'modelport serve'.
+set -eu
+exec modelport serve \\
+  --repo "${{MODELPORT_REPO:-{CONTAINER_REPO}}}" \\
+  --host "${{MODELPORT_HOST:-0.0.0.0}}" \\
+  --port "${{MODELPORT_PORT:-{port}}}" \\
+  "$@"
+"""
+
+
+def _dockerfile(base_image: str, wheel_name: str, port: int, served: str) -> str:
+    healthcheck = (
+        "import os, urllib.request; urllib.request.urlopen("
+        f"'http://127.0.0.1:%s{READY_PATH}' % os.environ.get('MODELPORT_PORT', '{port}'), "
+        "timeout=4)"
+    )
+    return f"""# Build: docker build -t IMAGE .      Run: docker run --rm -p {port}:{port} IMAGE
+# Serves {served} with modelport on port {port} (Open Inference Protocol V2).
+FROM {base_image}
+
+ENV PYTHONDONTWRITEBYTECODE=1 \\
+    PYTHONUNBUFFERED=1 \\
+    PIP_NO_CACHE_DIR=1 \\
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \\
+    MODELPORT_REPO={CONTAINER_REPO} \\
+    MODELPORT_HOST=0.0.0.0 \\
+    MODELPORT_PORT={port}
+
+# An unprivileged user with a fixed numeric id (Kubernetes' runAsNonRoot checks the number).
+RUN groupadd --system --gid {_UID} modelport \\
+ && useradd --system --uid {_UID} --gid {_UID} --home-dir /app --shell /usr/sbin/nologin modelport
+
+WORKDIR /app
+# Dependencies first: this layer is reused while only the model changes.
+COPY requirements.txt /app/requirements.txt
+RUN pip install --no-cache-dir -r /app/requirements.txt
+COPY wheels/{wheel_name} /tmp/wheels/{wheel_name}
+RUN pip install --no-cache-dir --no-deps /tmp/wheels/{wheel_name} && rm -rf /tmp/wheels
+
+COPY entrypoint.sh /app/entrypoint.sh
+# The repository keeps its SQLite index and lock files next to the packages, so the service
+# user owns it; the packages themselves are checked against their sha256 on every load.
+COPY --chown={_UID}:{_UID} models/ {CONTAINER_REPO}/
+
+USER {_UID}:{_UID}
+EXPOSE {port}
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \\
+  CMD ["python", "-c", {json.dumps(healthcheck)}]
+ENTRYPOINT ["/app/entrypoint.sh"]
+"""
+
+
+def _probe(path: str, port: int | str, delay: int, period: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": port},
+        "initialDelaySeconds": delay,
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": 3,
+    }
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "runAsNonRoot": True,
+        "runAsUser": _UID,
+        "runAsGroup": _UID,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _deployment_yaml(name: str, image: str, port: int, labels: Mapping[str, str]) -> str:
+    selector = {"app.kubernetes.io/name": name}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": dict(labels)},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "modelport",
+                            "image": image,
+                            "imagePullPolicy": "IfNotPresent",
+                            "env": [{"name": "MODELPORT_PORT", "value": str(port)}],
+                            "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+                            "readinessProbe": _probe(READY_PATH, "http", 2, 5),
+                            "livenessProbe": _probe(LIVE_PATH, "http", 10, 10),
+                            "resources": {
+                                "requests": {"cpu": "250m", "memory": "256Mi"},
+                                "limits": {"memory": "1Gi"},
+                            },
+                            "securityContext": _container_security(),
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": dict(labels)},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+    header = (
+        f"# Deployment and Service for {labels['modelport.io/model']} "
+        f"version {labels['modelport.io/version']}, served by modelport on port {port}.\n"
+        "# kubectl apply -f k8s/deployment.yaml   (resources are a starting point: adjust)\n"
+    )
+    return header + _yaml_documents([deployment, service])
+
+
+def _inferenceservice_yaml(name: str, image: str, port: int, labels: Mapping[str, str]) -> str:
+    service = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": name, "labels": dict(labels)},
+        "spec": {
+            "predictor": {
+                "containers": [
+                    {
+                        # KServe's name for the serving container of a custom predictor.
+                        "name": "kserve-container",
+                        "image": image,
+                        # A custom predictor declares its protocol with the PROTOCOL variable;
+                        # modelport speaks the Open Inference Protocol (V2).
+                        "env": [
+                            {"name": "PROTOCOL", "value": "v2"},
+                            {"name": "MODELPORT_PORT", "value": str(port)},
+                        ],
+                        # Knative routes to the single declared port (no name: it only allows
+                        # http1 or h2c as names).
+                        "ports": [{"containerPort": port, "protocol": "TCP"}],
+                        "readinessProbe": _probe(READY_PATH, port, 2, 5),
+                        "livenessProbe": _probe(LIVE_PATH, port, 10, 10),
+                        "resources": {
+                            "requests": {"cpu": "250m", "memory": "256Mi"},
+                            "limits": {"memory": "1Gi"},
+                        },
+                        "securityContext": _container_security(),
+                    }
+                ]
+            }
+        },
+    }
+    header = (
+        "# KServe InferenceService (custom predictor, Open Inference Protocol V2: PROTOCOL=v2).\n"
+        "# kubectl apply -f k8s/inferenceservice.yaml\n"
+    )
+    return header + _yaml_documents([service])
+
+
+def _yaml_documents(documents: list[dict[str, Any]]) -> str:
+    try:
+        import yaml
+    except ImportError:
+        # JSON is valid YAML 1.2; without PyYAML the manifests are still correct, if plainer.
+        return "---\n".join(json.dumps(d, indent=2) + "\n" for d in documents)
+    return str(yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False))
+
+
+def _readme(version: Any, served: str, image: str, port: int, k8s_name: str) -> str:
+    signature = version.signature
+    name = served.partition(":")[0]
+    first = signature.inputs[0] if signature.inputs else None
+    example = ""
+    if first is not None:
+        shape = [1 if not isinstance(d, int) else d for d in first.shape]
+        count = 1
+        for d in shape:
+            count *= d
+        data = json.dumps([0] * min(count, 8)) if count <= 8 else f"[... {count} values ...]"
+        example = (
+            f"curl -s localhost:{port}/v2/models/{name}/infer -H 'content-type: application/json' "
+            f"""-d '{{"inputs": [{{"name": "{first.name}", "datatype": "{first.datatype}", """
+            f""""shape": {json.dumps(shape)}, "data": {data}}}]}}'"""
+        )
+    inputs = "\n".join(
+        f"- `{s.name}`: {s.dtype} {s.wire_shape}" for s in signature.inputs
+    )  # fmt: skip
+    outputs = "\n".join(f"- `{s.name}`: {s.dtype} {s.wire_shape}" for s in signature.outputs)
+    return f"""# {version.name} version {version.version}, packaged by modelport
+
+Built from `{version.ref}`. The image's repository (`models/`, a modelport repository with
+this one model) holds it as `{served}` (its manifest's `imported_from` records
+`{version.ref}`); the server answers for `{name}` at `/v2/models/{name}` on port {port}.
+Set `MODELPORT_AUTH_TOKEN` in the container to require a bearer token (the health routes stay
+open for the probes).
+
+Inputs:
+{inputs}
+
+Outputs:
+{outputs}
+
+## Build and run
+```
+docker build -t {image} .
+docker run --rm -p {port}:{port} {image}
+curl -s localhost:{port}{READY_PATH}
+{example}
+```
+
+## Kubernetes
+```
+kubectl apply -f k8s/deployment.yaml          # Deployment + Service "{k8s_name}"
+kubectl apply -f k8s/inferenceservice.yaml    # or: KServe InferenceService (V2 protocol)
+```
+Push the image to a registry the cluster can pull from first (and change `image:` if needed).
+
+## Without Docker
+```
+MODELPORT_REPO=./models MODELPORT_HOST=127.0.0.1 sh entrypoint.sh
+```
+"""
