@@ -25,7 +25,7 @@ import numpy as np
 from modelport._files import atomic_path
 from modelport._lazy import require
 from modelport.errors import InputError, UsageError
-from modelport.signature import Signature, TensorSpec, numpy_dtype
+from modelport.signature import Signature
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -353,30 +353,17 @@ def tile_feed(feed: Mapping[str, np.ndarray], batch_size: int) -> Feed:
 
 def synthesize_feed(signature: Signature, rows: int = 1, seed: int = 0) -> tuple[Feed, list[str]]:
     """Inputs of the right dtypes and shapes for timing: normal floats, zeros for integers."""
-    rng = np.random.default_rng(seed)
-    feed: Feed = {}
+    from modelport.convert.onnx import synthesize_feed as from_signature
+
     notes = ["no input example: timed on inputs synthesized from the signature"]
     for spec in signature.inputs:
-        shape = []
-        for axis, dim in enumerate(spec.shape):
-            if isinstance(dim, int):
-                shape.append(dim)
-            elif axis == 0:
-                shape.append(rows)
-            else:
-                shape.append(_SYMBOLIC_DIM)
-                notes.append(f"dimension {axis} of {spec.name!r} ({dim}) set to {_SYMBOLIC_DIM}")
-        feed[spec.name] = _synthetic(spec, tuple(shape), rng)
+        notes += [
+            f"dimension {axis} of {spec.name!r} ({dim}) set to {_SYMBOLIC_DIM}"
+            for axis, dim in enumerate(spec.shape)
+            if axis > 0 and not isinstance(dim, int)
+        ]
+    feed = from_signature(signature, seed, batch=rows, other=_SYMBOLIC_DIM, text="a")
     return feed, notes
-
-
-def _synthetic(spec: TensorSpec, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    if spec.dtype == "str":
-        return np.full(shape, "a", dtype=object)
-    dtype = numpy_dtype(spec.dtype)
-    if dtype.kind == "f":
-        return rng.standard_normal(shape).astype(dtype)
-    return np.zeros(shape, dtype=dtype)  # integer ids and flags: 0 is valid almost everywhere
 
 
 # --------------------------------------------------------------------------- the original model
@@ -387,20 +374,14 @@ def _native_runner(
     signature: Signature,
     example: Feed | None,
 ) -> tuple[Runner, str]:
-    from modelport.convert import ConvertOptions, detect, get, resolve_model
+    from modelport.convert import original_runner
 
-    source = resolve_model(native)
-    converter = get(framework) if framework else detect(source)
     # A one-input model gets its array (converters read a dict as one column per key).
     sample: Any = next(iter(example.values())) if example and len(example) == 1 else example
-    options = ConvertOptions(
-        sample=sample,
-        input_names=signature.input_names,
-        output_names=signature.output_names,
-        model_class=model_class,
+    runner, _, name = original_runner(
+        native, signature, sample, framework=framework, model_class=model_class
     )
-    runner, _ = converter.native_runner(source, options)
-    return runner, converter.name
+    return runner, name
 
 
 @contextlib.contextmanager

@@ -5,15 +5,33 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
+from modelport.cli._render import signature_table
+
 __all__ = ["COMMANDS"]
 
+F = TypeVar("F", bound=Callable[..., Any])
 _path = click.Path(path_type=Path)
 _file = click.Path(path_type=Path, dir_okay=False)
+# Options convert and verify share (click makes a fresh option each time one is applied).
+_sample_option = click.option(
+    "--sample", type=_file, help="Input example: .npy .npz .csv .parquet .json .jsonl."
+)
+_providers_option = click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    help="Execution provider to verify on (repeat; default CPU).",
+)
+
+
+def _class_option(help_text: str) -> Callable[[F], F]:
+    return click.option("--class", "model_class", metavar="PKG.MOD:CLASS", help=help_text)
 
 
 def _console() -> Any:
@@ -71,20 +89,6 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _signature_table(signature: Any) -> Any:
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title="signature", title_justify="left", show_edge=False)
-    for column in ("", "name", "dtype", "shape"):
-        table.add_column(column)
-    for kind, specs in (("input", signature.inputs), ("output", signature.outputs)):
-        for spec in specs:
-            shape = ", ".join("?" if d is None else str(d) for d in spec.shape)
-            table.add_row(kind, escape(spec.name), escape(spec.dtype), escape(f"[{shape}]"))
-    return table
-
-
 @click.command()
 @click.argument("model", type=_path)
 @click.option(
@@ -93,14 +97,9 @@ def _signature_table(signature: Any) -> Any:
     type=_file,
     help="Where to write the ONNX model (default: MODEL's name with .onnx, beside it).",
 )
-@click.option("--sample", type=_file, help="Input example: .npy .npz .csv .parquet .json .jsonl.")
+@_sample_option
 @click.option("--framework", help="Framework of MODEL when it cannot be told from the file.")
-@click.option(
-    "--class",
-    "model_class",
-    metavar="PKG.MOD:CLASS",
-    help="Model class for state dicts and checkpoints.",
-)
+@_class_option("Model class for state dicts and checkpoints.")
 @click.option("--opset", type=int, help="ONNX opset to export to.")
 @click.option("--input-name", "input_names", multiple=True, help="Name of an ONNX input (repeat).")
 @click.option(
@@ -120,12 +119,7 @@ def _signature_table(signature: Any) -> Any:
 )
 @click.option("--keep-float64", is_flag=True, help="sklearn: keep double precision.")
 @click.option("--no-verify", is_flag=True, help="Skip verification (not recommended).")
-@click.option(
-    "--provider",
-    "providers",
-    multiple=True,
-    help="Execution provider to verify on (repeat; default CPU).",
-)
+@_providers_option
 @click.option("--atol", type=float, help="Absolute tolerance (default: the converter's).")
 @click.option("--rtol", type=float, help="Relative tolerance (default: the converter's).")
 @click.option("--report-json", type=_file, help="Write the conversion and verification report.")
@@ -182,7 +176,7 @@ def convert(
         f"[bold]{escape(str(model))}[/bold]: {result.framework}"
         + escape(f" ({exporter})" if exporter else "")
     )
-    console.print(_signature_table(result.signature))
+    console.print(signature_table(result.signature))
     for note in result.notes:
         console.print(f"note: {note}", style="dim", markup=False)
     report = result.report
@@ -223,20 +217,10 @@ def convert(
 @click.command()
 @click.argument("model", type=_path)
 @click.option("--original", type=_path, help="The model MODEL was converted from.")
-@click.option("--sample", type=_file, help="Input example: .npy .npz .csv .parquet .json .jsonl.")
+@_sample_option
 @click.option("--framework", help="Framework of --original when it cannot be told from the file.")
-@click.option(
-    "--class",
-    "model_class",
-    metavar="PKG.MOD:CLASS",
-    help="Model class of --original for state dicts and checkpoints.",
-)
-@click.option(
-    "--provider",
-    "providers",
-    multiple=True,
-    help="Execution provider to verify on (repeat; default CPU).",
-)
+@_class_option("Model class of --original for state dicts and checkpoints.")
+@_providers_option
 @click.option("--atol", type=float, help="Absolute tolerance.")
 @click.option("--rtol", type=float, help="Relative tolerance.")
 @click.option("--json", "json_path", type=_file, help="Write the report as JSON ('-': stdout).")

@@ -14,12 +14,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from modelport.cli._render import (
+    escape,
+    models_table,
+    show_version,
+    verification_line,
+    version_dict,
+    versions_table,
+)
 from modelport.errors import UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from modelport.repository import ModelVersion, Repository
+    from modelport.repository import Repository
 
 __all__ = ["COMMANDS", "models"]
 
@@ -92,8 +100,12 @@ def models(ctx: click.Context, repo_dir: Path | None) -> None:
 @models.command()
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--name", "-n", required=True, help="Model name (letters, digits, '._-').")
-@click.option("--sample", type=click.Path(path_type=Path), help="Sample input file (.npy .npz "
-              ".csv .parquet .json); stored as the input example and used to verify.")
+@click.option(
+    "--sample",
+    type=click.Path(path_type=Path),
+    help="Sample input file (.npy .npz "
+    ".csv .parquet .json); stored as the input example and used to verify.",
+)
 @click.option("--framework", help="Framework of SOURCE when it cannot be detected.")
 @click.option("--class", "model_class", help="package.module:Class for state dicts/checkpoints.")
 @click.option("--opset", type=int, help="ONNX opset to export with.")
@@ -123,8 +135,12 @@ def register(
     repo = _open(repo_dir)
     kwargs: dict[str, Any] = {
         key: value
-        for key, value in (("model_class", model_class), ("opset", opset), ("atol", atol),
-                           ("rtol", rtol))
+        for key, value in (
+            ("model_class", model_class),
+            ("opset", opset),
+            ("atol", atol),
+            ("rtol", rtol),
+        )
         if value is not None
     }
     found = repo.register(
@@ -141,8 +157,8 @@ def register(
         repo.set_alias(found.name, alias, found.version)
         found = repo.resolve(found.ref)
     console = _console()
-    console.print(f"registered [bold]{found.ref}[/bold] in {_e(found.path)}")
-    console.print(f"  {_verification_line(found)}")
+    console.print(f"registered [bold]{found.ref}[/bold] in {escape(found.path)}")
+    console.print(f"  {verification_line(found)}")
     if found.aliases:
         console.print(f"  aliases: {', '.join(found.aliases)}")  # validated: no markup
 
@@ -153,51 +169,23 @@ def register(
 @_repo_option
 def list_(name: str | None, as_json: bool, repo_dir: Path | None) -> None:
     """List models, or the versions of model NAME."""
-    from rich.table import Table
-
     repo = _open(repo_dir)
     if name is None:
         infos = repo.list_models()
         if as_json:
             click.echo(json.dumps([info.__dict__ for info in infos], indent=2))
             return
-        table = Table(title=f"models in {repo.root}", title_justify="left")
-        for column in ("name", "latest", "versions"):
-            table.add_column(column, no_wrap=True)
-        for column in ("aliases", "tags", "description"):
-            table.add_column(column, overflow="fold", min_width=len(column))
-        for info in infos:
-            table.add_row(
-                info.name,
-                "-" if info.latest_version is None else str(info.latest_version),
-                str(info.versions),
-                ", ".join(f"{a}->{v}" for a, v in info.aliases.items()),
-                _pairs(info.tags),
-                _first_line(info.description),
-            )
-        _console().print(table if infos else "no models yet; add one with 'modelport models "
-                         "register MODEL --name NAME'")
+        _console().print(
+            models_table(infos, repo.root)
+            if infos
+            else "no models yet; add one with 'modelport models register MODEL --name NAME'"
+        )
         return
     versions = repo.list_versions(name)
     if as_json:
-        click.echo(json.dumps([_version_dict(v) for v in versions], indent=2))
+        click.echo(json.dumps([version_dict(v) for v in versions], indent=2))
         return
-    table = Table(title=f"versions of {name}", title_justify="left")
-    for column in ("version", "created", "framework", "verified"):
-        table.add_column(column, no_wrap=True)
-    for column in ("aliases", "tags", "description"):
-        table.add_column(column, overflow="fold", min_width=len(column))
-    for found in versions:
-        table.add_row(
-            str(found.version),
-            found.created[:16].replace("T", " "),
-            found.framework,
-            _verified_mark(found),
-            ", ".join(found.aliases),
-            _pairs(found.tags),
-            _first_line(found.description),
-        )
-    _console().print(table)
+    _console().print(versions_table(name, versions))
 
 
 @models.command()
@@ -207,49 +195,12 @@ def list_(name: str | None, as_json: bool, repo_dir: Path | None) -> None:
 @_repo_option
 def show(ref: str, as_json: bool, check: bool, repo_dir: Path | None) -> None:
     """Show one version (REF: name, name:3 or name@alias): manifest, verification, aliases, tags."""
-    from rich.table import Table
-
     repo = _open(repo_dir)
     found = repo.load(ref) if check else repo.resolve(ref)
     if as_json:
-        click.echo(json.dumps(_version_dict(found, manifest=True), indent=2))
+        click.echo(json.dumps(version_dict(found, manifest=True), indent=2))
         return
-    console = _console()
-    console.print(f"[bold]{found.ref}[/bold]  {_e(found.path)}")
-    m = found.manifest
-    console.print(f"  created      {_e(m.created)}")
-    console.print(f"  framework    {_e(m.framework)}  ({_pairs(_plain(m.source))})")
-    console.print(f"  verification {_verification_line(found).removeprefix('verification ')}")
-    if m.imported_from:
-        origin = m.imported_from
-        console.print(f"  imported     from {_e(origin.get('name'))}:{origin.get('version')} "
-                      f"({_e(origin.get('archive'))})")
-    runtime = m.runtime
-    opsets = ", ".join(f"{d} {v}" for d, v in (runtime.get("opset") or {}).items())
-    console.print(f"  runtime      opset {opsets}; IR {runtime.get('ir_version')}; "
-                  f"onnxruntime {runtime.get('onnxruntime')}")
-    console.print(f"  aliases      {', '.join(found.aliases) or '-'}")
-    console.print(f"  tags         {_pairs(found.tags) or '-'}")
-    if check:
-        console.print("  checksums    [green]ok[/green]")
-    table = Table(title="signature", title_justify="left", show_edge=False)
-    for column in ("", "name", "dtype", "shape"):
-        table.add_column(column)
-    for kind, specs in (("input", m.signature.inputs), ("output", m.signature.outputs)):
-        for spec in specs:
-            shape = "[" + ", ".join("?" if d is None else str(d) for d in spec.shape) + "]"
-            table.add_row(kind, _e(spec.name), _e(spec.dtype), _e(shape))
-    console.print(table)
-    files = Table(title="files", title_justify="left", show_edge=False)
-    files.add_column("file")
-    files.add_column("sha256", overflow="fold")
-    for file_name, digest in sorted(m.files.items()):
-        files.add_row(file_name, digest)
-    console.print(files)
-    if found.description:
-        from rich.markdown import Markdown
-
-        console.print(Markdown(found.description))
+    show_version(_console(), found, checked=check)
 
 
 @models.group()
@@ -263,8 +214,9 @@ def alias() -> None:
 @click.argument("version")
 @click.option("--no-move", is_flag=True, help="Fail instead of moving an existing alias.")
 @_repo_option
-def alias_set(name: str, alias_name: str, version: str, no_move: bool,
-              repo_dir: Path | None) -> None:
+def alias_set(
+    name: str, alias_name: str, version: str, no_move: bool, repo_dir: Path | None
+) -> None:
     """Point ALIAS of model NAME at VERSION (moving it if it exists)."""
     from modelport.repository.names import validate_version
 
@@ -390,78 +342,6 @@ def gc(repo_dir: Path | None) -> None:
     """Remove leftovers of interrupted registrations and deletions."""
     removed = _open(repo_dir).gc()
     click.echo(f"removed {removed} leftover(s)")
-
-
-# -- rendering helpers ------------------------------------------------------------------------
-
-
-def _e(value: object) -> str:
-    """Escape text for rich: tag values, paths and shapes may contain '[...]'."""
-    from rich.markup import escape
-
-    return escape(str(value))
-
-
-def _pairs(tags: dict[str, Any]) -> str:
-    return _e(", ".join(f"{k}={v}" for k, v in tags.items()))
-
-
-def _plain(source: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in source.items() if isinstance(v, str | int | float) and v != ""}
-
-
-def _first_line(text: str | None, width: int = 60) -> str:
-    if not text:
-        return ""
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return _e(line if len(line) <= width else line[: width - 1] + "…")
-
-
-def _verified_mark(found: ModelVersion) -> str:
-    passed = found.manifest.verified
-    if found.manifest.forced:
-        return "[red]FAILED (forced)[/red]"
-    if passed is None:
-        return "-"
-    return "[green]pass[/green]" if passed else "[red]FAIL[/red]"
-
-
-def _verification_line(found: ModelVersion) -> str:
-    m = found.manifest
-    if m.verification is None:
-        return "not verified"
-    passed = bool(m.verified)
-    summary = "verification passed" if passed else "verification failed"
-    try:
-        from modelport.verify.report import VerificationReport
-
-        report = VerificationReport.from_dict(m.verification)
-        if report.passed == passed:  # a hand-made report dict may hold only "passed"
-            summary = _e(report.summary())
-    except (ImportError, KeyError, TypeError, ValueError):
-        pass  # an older or foreign report shape: the stored flag says enough
-    if m.forced:
-        summary += " [red](registered with --force)[/red]"
-    return summary
-
-
-def _version_dict(found: ModelVersion, manifest: bool = False) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "ref": found.ref,
-        "name": found.name,
-        "version": found.version,
-        "created": found.created,
-        "framework": found.framework,
-        "path": str(found.path),
-        "aliases": found.aliases,
-        "tags": found.tags,
-        "description": found.description,
-        "verified": found.manifest.verified,
-        "forced": found.manifest.forced,
-    }
-    if manifest:
-        data["manifest"] = found.manifest.to_dict()
-    return data
 
 
 COMMANDS: list[click.Command] = [models]

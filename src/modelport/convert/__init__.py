@@ -6,9 +6,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from modelport.convert.base import ConversionResult, Converter, ConvertOptions, Tolerance
+from modelport.convert.base import (
+    ConversionResult,
+    Converter,
+    ConvertOptions,
+    Feed,
+    NativeRunner,
+    Tolerance,
+)
 from modelport.convert.registry import detect, get, known, register
 from modelport.errors import NotFoundError
+from modelport.signature import Signature
 
 __all__ = [
     "ConversionResult",
@@ -19,6 +27,7 @@ __all__ = [
     "detect",
     "get",
     "known",
+    "original_runner",
     "register",
     "resolve_model",
 ]
@@ -32,6 +41,30 @@ def resolve_model(model: Any) -> Any:
             raise NotFoundError(f"model file {str(path)!r} does not exist")
         return path
     return model
+
+
+def original_runner(
+    original: Any,
+    signature: Signature,
+    sample: Any,
+    *,
+    framework: str | None = None,
+    model_class: str | None = None,
+) -> tuple[NativeRunner, Feed, str]:
+    """The model an ONNX model came from, as a runner keyed by the ONNX ``signature``'s names.
+
+    Returns the runner, the sample as a feed, and the name of the framework that loaded it.
+    """
+    source = resolve_model(original)
+    converter = get(framework) if framework else detect(source)
+    options = ConvertOptions(
+        sample=sample,
+        input_names=signature.input_names,
+        output_names=signature.output_names,
+        model_class=model_class,
+    )
+    runner, feed = converter.native_runner(source, options)
+    return runner, feed, converter.name
 
 
 def convert(

@@ -3,7 +3,8 @@
 Keras' own ``model.export(format="onnx")`` refuses a model that has never been called (a freshly
 loaded one) unless given a signature, and it patches tf2onnx through private Keras modules. Here
 the input signature is built from the model's declared inputs (batch axis ``None``) and the model
-is traced by the shared TensorFlow machinery, so loading and converting is enough; no ``predict``.
+is traced by the shared TensorFlow machinery (``_tf2onnx.py``), so loading and converting is
+enough; no ``predict``.
 """
 
 from __future__ import annotations
@@ -16,20 +17,15 @@ from types import ModuleType
 from typing import Any
 
 from modelport._lazy import require
-from modelport.convert.base import ConversionResult, Converter, ConvertOptions, Feed, NativeRunner
+
+# Imported for its registration: the TensorFlow converter registers before this one, so that a
+# SavedModel directory named like a Keras file still goes to it.
+from modelport.convert import tensorflow as _tensorflow  # noqa: F401
+from modelport.convert._tf2onnx import TFFunction, TFFunctionConverter
+from modelport.convert._tf_import import first_line, import_tf
+from modelport.convert._tf_inputs import InputDecl, named_inputs, np_dtype_name
+from modelport.convert.base import ConvertOptions
 from modelport.convert.registry import register
-from modelport.convert.tensorflow import (
-    InputDecl,
-    TFFunction,
-    build_result,
-    export_tf_function,
-    feed_from_sample,
-    first_line,
-    import_tf,
-    named_inputs,
-    np_dtype_name,
-    runner_output_names,
-)
 from modelport.errors import ModelLoadError, UnsupportedModelError, UsageError
 
 __all__ = ["KerasConverter"]
@@ -195,29 +191,17 @@ def _is_tf_keras(model: Any) -> bool:
     return any((k.__module__ or "").startswith("tf_keras.") for k in type(model).__mro__)
 
 
-def _source() -> dict[str, Any]:
-    keras = _keras()
-    return {"keras": keras.__version__, "keras_backend": keras.backend.backend()}
-
-
 @register
-class KerasConverter(Converter):
+class KerasConverter(TFFunctionConverter):
     name = "keras"
     extra = "keras"
     module_prefixes = ("keras", "tf_keras")
     suffixes = (".keras", ".h5")
+    force_dynamic_batch = True
 
-    def convert(self, model: Any, options: ConvertOptions) -> ConversionResult:
-        notes: list[str] = []
-        fn = _function(model, options)
-        feed = feed_from_sample(options.sample, fn.inputs, notes)
-        onnx_model = export_tf_function(fn, options, feed, force_dynamic_batch=True)
-        source = {**_source(), "sample": "given" if options.sample is not None else "synthesized"}
-        return build_result(fn, onnx_model, feed, self.name, source, notes)
+    def function(self, model: Any, options: ConvertOptions, notes: list[str]) -> TFFunction:
+        return _function(model, options)
 
-    def native_runner(self, model: Any, options: ConvertOptions) -> tuple[NativeRunner, Feed]:
-        notes: list[str] = []
-        fn = _function(model, options)
-        feed = feed_from_sample(options.sample, fn.inputs, notes)
-        fn.output_names = runner_output_names(fn, options, feed)
-        return fn.native(), feed
+    def source(self) -> dict[str, Any]:
+        keras = _keras()
+        return {"keras": keras.__version__, "keras_backend": keras.backend.backend()}

@@ -15,6 +15,7 @@ from typing import Any
 from modelport.convert.base import ConversionResult, Converter, ConvertOptions, Feed, NativeRunner
 from modelport.convert.registry import register
 from modelport.convert.torch import (
+    TorchSample,
     check_module,
     describe_error,
     export_module,
@@ -42,18 +43,21 @@ class LightningConverter(Converter):
     suffixes = (".ckpt",)
 
     def convert(self, model: Any, options: ConvertOptions) -> ConversionResult:
-        module = _load(model, options)
-        sample = prepare_sample(
-            module, _sample(module, options), options.input_names, missing_hint=_HINT
-        )
+        module, sample = _prepare(model, options)
         return export_module(module, sample, options, framework=self.name, source=_versions(module))
 
     def native_runner(self, model: Any, options: ConvertOptions) -> tuple[NativeRunner, Feed]:
-        module = _load(model, options)
-        sample = prepare_sample(
-            module, _sample(module, options), options.input_names, missing_hint=_HINT
-        )
+        module, sample = _prepare(model, options)
         return make_runner(module, sample.names, options.output_names or []), sample.feed
+
+
+def _prepare(model: Any, options: ConvertOptions) -> tuple[Any, TorchSample]:
+    """The module (loaded when a file) and its sample (by default its example_input_array)."""
+    module = _load(model, options)
+    sample = options.sample
+    if sample is None:
+        sample = getattr(module, "example_input_array", None)
+    return module, prepare_sample(module, sample, options.input_names, missing_hint=_HINT)
 
 
 def _load(model: Any, options: ConvertOptions) -> Any:
@@ -91,12 +95,6 @@ def _require_lightning() -> None:
     """Either package will do: checkpoints load through the class itself, which imports it."""
     if not any(importlib.util.find_spec(package) for package in _PACKAGES):
         raise MissingExtraError("lightning", "lightning")
-
-
-def _sample(module: Any, options: ConvertOptions) -> Any:
-    if options.sample is not None:
-        return options.sample
-    return getattr(module, "example_input_array", None)
 
 
 def _versions(module: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from modelport._text import one_line
 from modelport.convert.base import (
     ConversionResult,
     Converter,
@@ -48,7 +49,7 @@ def load_onnx(
         proto = onnx.load_model(str(path), format="protobuf", load_external_data=load_external_data)
     except Exception as exc:  # protobuf DecodeError, OSError for missing external data, ...
         raise ModelLoadError(
-            f"{str(path)!r} is not a valid ONNX model: {_one_line(exc)}; re-export it"
+            f"{str(path)!r} is not a valid ONNX model: {one_line(exc)}; re-export it"
         ) from exc
     # Protobuf parses an empty (or lucky garbage) file into an empty message without complaint.
     if proto.ir_version <= 0 or not proto.HasField("graph"):
@@ -86,11 +87,19 @@ def feed_from_sample(sample: Any, signature: Signature) -> Feed:
     return feed
 
 
-def synthesize_feed(signature: Signature, seed: int = 0) -> Feed:
-    """A plausible feed from the signature alone: normal floats, zero integers, empty strings.
+def synthesize_feed(
+    signature: Signature,
+    seed: int = 0,
+    *,
+    batch: int = SYNTHETIC_DIM,
+    other: int = SYNTHETIC_DIM,
+    text: str = "",
+) -> Feed:
+    """A plausible feed from the signature alone: normal floats, zero integers, ``text`` strings.
 
-    Integers are zero because they are often indices (embeddings, Gather), where 0 is the one
-    value that is always in range.
+    Symbolic dimensions get ``batch`` rows on the first axis and ``other`` elsewhere. Integers
+    are zero because they are often indices (embeddings, Gather), where 0 is the one value that
+    is always in range.
     """
     rng = np.random.default_rng(seed)
     feed: Feed = {}
@@ -99,12 +108,15 @@ def synthesize_feed(signature: Signature, seed: int = 0) -> Feed:
             raise InputError(
                 f"input {spec.name!r} is a {spec.dtype[1:-1]}; only tensors can be fed"
             )
-        shape = tuple(d if isinstance(d, int) else SYNTHETIC_DIM for d in spec.shape)
+        shape = tuple(
+            d if isinstance(d, int) else (batch if axis == 0 else other)
+            for axis, d in enumerate(spec.shape)
+        )
         dtype = numpy_dtype(spec.dtype)
         if dtype.kind == "f":
             feed[spec.name] = rng.standard_normal(shape).astype(dtype)
         elif spec.dtype == "str":
-            feed[spec.name] = np.full(shape, "", dtype=object)
+            feed[spec.name] = np.full(shape, text, dtype=object)
         else:
             feed[spec.name] = np.zeros(shape, dtype=dtype)
     return feed
@@ -134,7 +146,7 @@ class OnnxConverter(Converter):
                 onnx.checker.check_model(proto)
         except Exception as exc:
             raise ModelLoadError(
-                f"{_display(model)} is not a valid ONNX model: {_one_line(exc)}; re-export it"
+                f"{_display(model)} is not a valid ONNX model: {one_line(exc)}; re-export it"
             ) from exc
         _refuse_options(options)
         signature = Signature.from_onnx(proto)
@@ -246,8 +258,3 @@ def _feed_from_dataframe(frame: Any, signature: Signature) -> dict[str, Any]:
 
 def _display(model: Any) -> str:
     return repr(str(model)) if isinstance(model, Path) else "the ModelProto"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] if text else type(exc).__name__

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from modelport._text import one_line  # re-exported: predict quotes errors through this module
+
 __all__ = ["listing", "one_line"]
 
 MAX_LISTED = 12
@@ -15,8 +17,3 @@ def listing(items: Sequence[str]) -> str:
     shown = ", ".join(repr(i) for i in items[:MAX_LISTED])
     more = f", ... ({len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""
     return f"[{shown}{more}]"
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] if text else type(exc).__name__

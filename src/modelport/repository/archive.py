@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from modelport._files import atomic_path
+from modelport._text import one_line
 from modelport.errors import IntegrityError, NotFoundError, RepositoryError, UsageError
 from modelport.repository.manifest import MANIFEST_FILE, Manifest
 from modelport.repository.names import validate_tag
@@ -119,8 +120,9 @@ def read_archive(archive: Path, staging: Path) -> ArchiveContents:
             for name in sorted(expected):
                 _copy_checked(tar, members[name], staging / name, manifest.files[name], label)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        raise RepositoryError(f"{label} is corrupt or not a modelport archive ({text})") from exc
+        raise RepositoryError(
+            f"{label} is corrupt or not a modelport archive ({one_line(exc)})"
+        ) from exc
     model = meta.get("model") if meta.get("model") is not None else {}
     if not isinstance(model, dict):
         raise RepositoryError(f"{label} has an unreadable {ARCHIVE_FILE} (bad 'model' entry)")

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from modelport._text import one_line
 from modelport.errors import (
     InputError,
     IntegrityError,
@@ -122,8 +123,9 @@ def _from_proto(
         try:
             onnx.checker.check_model(model)
         except Exception as exc:  # onnx raises ValidationError and friends
-            text = " ".join(str(exc).split())[:300]
-            raise ModelLoadError(f"the ONNX model is not valid: {text}; re-export it") from exc
+            raise ModelLoadError(
+                f"the ONNX model is not valid: {one_line(exc)}; re-export it"
+            ) from exc
     signature = Signature.from_onnx(model)
     feed = None
     if isinstance(sample, str | Path):
@@ -209,9 +211,9 @@ def read_example(path: Path, signature: Signature) -> dict[str, np.ndarray]:
             }
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
         # numpy raises ValueError for pickled object arrays: they are refused, never loaded.
-        text = " ".join(str(exc).split())[:200]
         raise IntegrityError(
-            f"input example {str(path)!r} cannot be loaded safely ({text}); re-register the model"
+            f"input example {str(path)!r} cannot be loaded safely ({one_line(exc, limit=200)}); "
+            "re-register the model"
         ) from exc
 
 

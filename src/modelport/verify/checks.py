@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import onnx
 
+from modelport._text import one_line
 from modelport.errors import ModelportError, UsageError
 from modelport.signature import numpy_dtype_from_onnx
 from modelport.verify.report import CheckResult
@@ -55,7 +56,7 @@ def checker(model: onnx.ModelProto) -> CheckResult:
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # ValidationError, InferenceError, ...
-        return CheckResult("onnx.checker", False, _one_line(exc))
+        return CheckResult("onnx.checker", False, one_line(exc, limit=400))
     return CheckResult("onnx.checker", True, "valid (full check)")
 
 
@@ -63,7 +64,7 @@ def shape_inference(model: onnx.ModelProto) -> CheckResult:
     try:
         inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except Exception as exc:
-        return CheckResult("shape inference", False, _one_line(exc))
+        return CheckResult("shape inference", False, one_line(exc, limit=400))
     known = len(inferred.graph.value_info)
     return CheckResult("shape inference", True, f"strict; {known} intermediate value(s) typed")
 
@@ -191,8 +192,3 @@ def requested_providers(providers: Sequence[str] | None) -> list[str]:
 def _without_cpp_location(text: str) -> str:
     # ORT prefixes some messages with "/onnxruntime_src/...h:46 void f(<C++ signature>) ".
     return re.sub(r"/\S+\.(?:h|cc|cpp):\d+ [^(]*\(.*?\) ", "", text, count=1)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return (text[:400] + "...") if len(text) > 400 else text or type(exc).__name__

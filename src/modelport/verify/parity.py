@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modelport.convert.base import ConversionResult, ConvertOptions, Feed, Tolerance
+from modelport._text import one_line
+from modelport.convert.base import ConversionResult, Feed, Tolerance
 from modelport.errors import ModelLoadError, ModelportError, UsageError
 from modelport.signature import Signature
 from modelport.verify.checks import requested_providers, run_checks
@@ -59,7 +60,7 @@ def verify(
 
     Without an original only the structural checks run (and the sample, when given, must run).
     """
-    from modelport.convert import detect, get, resolve_model
+    from modelport.convert import original_runner
     from modelport.convert.onnx import feed_from_sample, load_onnx
     from modelport.datafiles import read_sample
 
@@ -89,19 +90,13 @@ def verify(
             source={"sample": "given" if sample is not None else "none"},
         )
     else:
-        original = resolve_model(original)
-        converter = get(framework) if framework else detect(original)
-        options = ConvertOptions(
-            sample=sample,
-            input_names=signature.input_names,
-            output_names=signature.output_names,
-            model_class=model_class,
+        runner, feed, name = original_runner(
+            original, signature, sample, framework=framework, model_class=model_class
         )
-        runner, feed = converter.native_runner(original, options)
         result = ConversionResult(
             model=proto,
             signature=signature,
-            framework=converter.name,
+            framework=name,
             sample=feed,
             native=runner,
         )
@@ -161,7 +156,7 @@ def _parity(
         try:
             expected = result.native({k: v.copy() for k, v in case.feed.items()})
         except Exception as exc:  # the original framework's own errors: anything can come out
-            outcome.status, outcome.error = "native-error", _one_line(exc)
+            outcome.status, outcome.error = "native-error", _error_text(exc)
             if case.name == "sample":
                 outcome.status = "failed"
                 outcome.error = f"the original model failed on the sample: {outcome.error}"
@@ -432,7 +427,6 @@ def _dtype(array: np.ndarray) -> str:
     return "str" if array.dtype.kind in "USO" else array.dtype.name
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    text = text[:300] if text else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def _error_text(exc: BaseException) -> str:
+    """The error with its type, which a bare message from numpy or a framework often needs."""
+    return f"{type(exc).__name__}: {one_line(exc)}" if str(exc).strip() else type(exc).__name__
