@@ -7,7 +7,27 @@ from types import ModuleType
 
 from modelport.errors import MissingExtraError
 
-__all__ = ["require"]
+__all__ = ["extra_for_module", "require"]
+
+# Top-level package -> the modelport extra that installs it, for objects that arrive pickled.
+_EXTRA_OF = {
+    "sklearn": "sklearn",
+    "skl2onnx": "sklearn",
+    "xgboost": "xgboost",
+    "lightgbm": "lightgbm",
+    "catboost": "catboost",
+    "torch": "torch",
+    "lightning": "lightning",
+    "pytorch_lightning": "lightning",
+    "keras": "keras",
+    "tensorflow": "tensorflow",
+    "pandas": "io",
+}
+
+
+def extra_for_module(module: str | None) -> str | None:
+    """The extra that provides ``module`` (any dotted name), or None when none does."""
+    return _EXTRA_OF.get((module or "").split(".")[0])
 
 
 def require(module: str, extra: str) -> ModuleType:

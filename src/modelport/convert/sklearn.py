@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from modelport._lazy import require
+from modelport._lazy import extra_for_module, require
 from modelport._text import one_line
 from modelport.convert._graph import (
     finish_graph,
@@ -55,7 +55,7 @@ from modelport.convert.base import (
     Tolerance,
 )
 from modelport.convert.registry import detect, register
-from modelport.errors import ConversionError, InputError, ModelLoadError
+from modelport.errors import ConversionError, InputError, MissingExtraError, ModelLoadError
 from modelport.signature import Signature
 
 # The helpers re-exported here were defined in this module before the split; the tree
@@ -168,6 +168,11 @@ def load_pickled(path: Path) -> Any:
     joblib = require("joblib", "sklearn")
     try:
         return joblib.load(path)
+    except ModuleNotFoundError as exc:
+        extra = extra_for_module(exc.name)
+        if extra is None:
+            raise ModelLoadError(f"cannot unpickle {str(path)!r}: {one_line(exc)}") from exc
+        raise MissingExtraError(str(exc.name).split(".")[0], extra) from exc
     except Exception as exc:  # pickle raises anything: missing classes, truncated files, ...
         raise ModelLoadError(
             f"cannot unpickle {str(path)!r}: {one_line(exc)}; the classes it holds must be "
