@@ -8,6 +8,7 @@ compare accuracy and speed with the original frameworks.
 from __future__ import annotations
 
 import json
+import socket
 import statistics
 import tempfile
 import time
@@ -87,14 +88,13 @@ def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def _serving(repo: Any, host: str, port: int) -> Iterator[str]:
-    """Serve every model of ``repo`` from a background thread; stop gracefully on exit."""
+def _serving(repo: Any, sock: socket.socket) -> Iterator[str]:
+    """Serve every model of ``repo`` on ``sock`` from a background thread; stop gracefully."""
     import threading
 
-    from modelport.serve import InferenceService, bind_socket, create_app, make_server
+    from modelport.serve import InferenceService, create_app, make_server
 
-    sock = bind_socket(host, port)  # a port in use is a one-line error before anything starts
-    bound_port = sock.getsockname()[1]
+    host, bound_port = sock.getsockname()[:2]
     app = create_app(InferenceService(repo), wait_for_models=True)
     server = make_server(app, log_level="warning")
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -120,13 +120,30 @@ def run_demo(
     console: Console | None = None,
 ) -> DemoResult:
     """Run the story; ``short`` trains one epoch and times fewer runs (used by the tests)."""
+    from modelport.serve import bind_socket
+
+    # Claim the port first: a port in use is a one-line error before a minute of work, not after.
+    sock = bind_socket(host, port)
+    try:
+        return _run(sock, repo_dir, epochs, short, keep_serving, console or Console())
+    finally:
+        sock.close()
+
+
+def _run(
+    sock: socket.socket,
+    repo_dir: str | Path | None,
+    epochs: int,
+    short: bool,
+    keep_serving: bool,
+    console: Console,
+) -> DemoResult:
     import torch
 
     from modelport import convert
     from modelport.repository import Repository
     from modelport.runtime import Session, SessionOptions
 
-    console = console or Console()
     torch.set_num_threads(1)
     repeats = 20 if short else 200
     epochs = 1 if short else epochs
@@ -183,7 +200,7 @@ def run_demo(
     sk_onnx_ms = _median_ms(lambda: sk_session.run({sk_in: one_row.astype(np.float32)}), repeats)
 
     console.rule("[bold]5. Serve, and call the server")
-    with _serving(repo, host, port) as base_url:
+    with _serving(repo, sock) as base_url:
         result.base_url = base_url
         v2 = _post_json(
             f"{base_url}/v2/models/digits-cnn/infer",
