@@ -1,0 +1,271 @@
+"""``create_app``: the ASGI app. Routes translate HTTP to ``InferenceService`` calls, nothing more.
+
+Around the routes sit one pure-ASGI gate (bearer-token auth for everything but ``/v2/health/*``
+and the request body size limit, checked on ``Content-Length`` and again while reading) and one
+error handler: every ``ModelportError`` becomes ``{"error": "..."}`` with its ``http_status``;
+unknown paths are 404 and wrong methods 405 in the same shape; anything else is a logged 500.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from modelport.errors import ModelportError, PayloadTooLargeError
+from modelport.serve import simple, v2
+from modelport.serve.openapi import openapi_document
+from modelport.serve.service import InferenceService
+
+__all__ = ["ModelportApp", "create_app", "error_response"]
+
+log = logging.getLogger("modelport.serve")
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps({"error": message}),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+async def _modelport_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ModelportError)
+    if exc.http_status >= 500:
+        log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.http_status, exc)
+    return error_response(exc.http_status, str(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"no such endpoint: {request.method} {request.url.path}; see /openapi.json"
+    elif exc.status_code == 405:
+        message = f"method {request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return error_response(exc.status_code, message, dict(exc.headers or {}))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal server error; see the server log")
+
+
+def create_app(service: InferenceService, *, wait_for_models: bool = False) -> ModelportApp:
+    """The ASGI app for ``service``; models load in the background at startup (the server is
+    live at once and ready when they are warm) unless ``wait_for_models``."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start(wait=wait_for_models)
+        try:
+            yield
+        finally:
+            await service.close()  # after uvicorn finished in-flight requests: drain batchers
+
+    async def metrics(request: Request) -> Response:
+        text, content_type = service.metrics.render()
+        return Response(text, headers={"Content-Type": content_type})
+
+    document = orjson.dumps(openapi_document(service.version))
+
+    async def openapi(request: Request) -> Response:
+        return Response(document, media_type="application/json")
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(_DOCS_PAGE)
+
+    routes = [
+        *v2.routes(service),
+        *simple.routes(service),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            ModelportError: _modelport_error,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+    )
+    app.state.service = service
+    return ModelportApp(app, service)
+
+
+class ModelportApp:
+    """The ASGI app: auth and body size limit for every request, a fast path for inference
+    (V2 ``/infer`` and V1 ``:predict`` are handled here, body to body, without Starlette's
+    routing, request objects and middleware: they are the hot path), everything else through
+    the Starlette app. Errors on the fast path render exactly as the Starlette handler does."""
+
+    def __init__(self, starlette: Starlette, service: InferenceService) -> None:
+        self.starlette = starlette
+        self.service = service
+        self.state = starlette.state
+        config = service.config
+        token = config.auth_token
+        self.expected = f"bearer {token}".encode() if token else None
+        self.max_body_bytes = config.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.starlette(scope, receive, send)
+            return
+        authorization = b""
+        length = -1
+        header_length: str | None = None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    length = -1
+            elif key == b"authorization":
+                authorization = value
+            elif key == b"inference-header-content-length":
+                header_length = value.decode("latin-1")
+        path: str = scope["path"]
+        if self.expected is not None and not path.startswith("/v2/health/"):
+            scheme, _, _ = authorization.partition(b" ")
+            given = scheme.lower() + authorization[len(scheme) :]
+            if not hmac.compare_digest(given, self.expected):
+                message = "missing bearer token" if not authorization else "wrong bearer token"
+                response = error_response(
+                    401,
+                    f"{message}; send the header 'Authorization: Bearer <token>'",
+                    {"WWW-Authenticate": "Bearer"},
+                )
+                await response(scope, receive, send)
+                return
+        limit = self.max_body_bytes
+        if length > limit:
+            response = error_response(413, _too_large(length, limit))
+            await response(scope, receive, send)
+            return
+        if scope["method"] == "POST":
+            target = v2.match_infer(path)
+            if target is not None:
+                await self._fast(send, receive, length, target, header_length)
+                return
+            ref = simple.match_predict(path)
+            if ref is not None:
+                await self._fast(send, receive, length, ref, None)
+                return
+        if length < 0:  # no Content-Length: count while reading
+            receive = _limited(receive, limit)
+        await self.starlette(scope, receive, send)
+
+    async def _fast(
+        self,
+        send: Send,
+        receive: Receive,
+        length: int,
+        target: tuple[str, str | None] | str,
+        header_length: str | None,
+    ) -> None:
+        headers: list[tuple[bytes, bytes]]
+        try:
+            body = await _read_body(receive, length, self.max_body_bytes)
+            if body is None:
+                return  # the client went away
+            if isinstance(target, tuple):
+                content, json_size = await v2.infer_bytes(
+                    self.service, target[0], target[1], body, header_length
+                )
+                if json_size is None:
+                    headers = [(b"content-type", b"application/json")]
+                else:
+                    headers = [
+                        (b"content-type", b"application/octet-stream"),
+                        (b"inference-header-content-length", b"%d" % json_size),
+                    ]
+            else:
+                content = await simple.predict_bytes(self.service, target, body)
+                headers = [(b"content-type", b"application/json")]
+            status = 200
+        except ModelportError as exc:
+            if exc.http_status >= 500:
+                log.warning("inference request -> %d: %s", exc.http_status, exc)
+            status, content = exc.http_status, orjson.dumps({"error": str(exc)})
+            headers = [(b"content-type", b"application/json")]
+        except Exception:
+            log.exception("inference request failed")
+            status = 500
+            content = orjson.dumps({"error": "internal server error; see the server log"})
+            headers = [(b"content-type", b"application/json")]
+        headers.append((b"content-length", b"%d" % len(content)))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+
+async def _read_body(receive: Receive, length: int, limit: int) -> bytes | None:
+    message = await receive()
+    if message["type"] != "http.request":
+        return None
+    body: bytes = message.get("body", b"")
+    seen = len(body)
+    if length < 0 and seen > limit:
+        raise PayloadTooLargeError(_too_large(seen, limit))
+    if not message.get("more_body", False):
+        return body
+    chunks = [body]
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if length < 0 and seen > limit:
+            raise PayloadTooLargeError(_too_large(seen, limit))
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    seen = 0
+
+    async def limited() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise PayloadTooLargeError(_too_large(seen, limit))
+        return message
+
+    return limited
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (
+        f"request body of {size} bytes or more is over the limit of {limit} bytes; send less "
+        "or start the server with a larger --max-body-bytes"
+    )
+
+
+_DOCS_PAGE = """<!doctype html>
+<html><head><title>modelport API</title><meta charset="utf-8">
+<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+</head><body><div id="ui"></div>
+<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+<noscript>The API description is at <a href="/openapi.json">/openapi.json</a>.</noscript>
+</body></html>
+"""
+
