@@ -20,6 +20,8 @@ __all__ = ["apply_umask", "atomic_path", "atomic_write", "save_onnx"]
 def atomic_path(destination: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; rename it into place only on success."""
     destination = Path(destination)
+    if destination.is_dir():  # os.replace would fail only after all the work, with a traceback
+        raise UsageError(f"{str(destination)!r} is a directory; give a file name to write")
     directory = destination.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import sys
@@ -230,8 +231,11 @@ def benchmark(
     threads = _positive("thread count", threads)
     if iterations is not None and iterations < 1:
         raise UsageError(f"--iterations must be at least 1, got {iterations}")
-    if duration is not None and duration <= 0:
-        raise UsageError(f"--duration must be positive, got {duration}")
+    # "not 0 < d < inf" also refuses NaN and infinity, on which the timing loop never ends.
+    if duration is not None and not 0 < duration < math.inf:
+        raise UsageError(f"--duration must be a positive number of seconds, got {duration}")
+    if warmup < 0:
+        raise UsageError(f"--warmup must be 0 or more, got {warmup}")
     if iterations is None and duration is None:
         duration = _DEFAULT_DURATION
 

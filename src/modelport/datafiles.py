@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from modelport._lazy import require
+from modelport._text import one_line
 from modelport.errors import InputError, NotFoundError
 
-__all__ = ["SUFFIXES", "read_sample"]
+__all__ = ["SUFFIXES", "check_numpy_file", "read_sample"]
 
 SUFFIXES = (".npy", ".npz", ".csv", ".parquet", ".json", ".jsonl")
+# What a file numpy wrote starts with; np.load falls back to unpickling anything else and then
+# advises allow_pickle=True, which is the wrong advice for a file that is simply not an array.
+_NUMPY_MAGIC = {
+    ".npy": ((b"\x93NUMPY",), "numpy.save"),
+    ".npz": ((b"PK\x03\x04", b"PK\x05\x06"), "numpy.savez"),
+}
 
 
 def read_sample(path: str | Path) -> Any:
@@ -24,11 +32,17 @@ def read_sample(path: str | Path) -> Any:
     path = Path(path)
     if not path.exists():
         raise NotFoundError(f"sample file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise InputError(
+            f"sample {str(path)!r} is a directory; give a file: {', '.join(SUFFIXES)}"
+        )
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
+            check_numpy_file(path)
             return np.load(path, allow_pickle=False)
         if suffix == ".npz":
+            check_numpy_file(path)
             with np.load(path, allow_pickle=False) as npz:
                 return {key: npz[key] for key in npz.files}
         if suffix == ".csv":
@@ -42,8 +56,25 @@ def read_sample(path: str | Path) -> Any:
             if isinstance(data, dict):
                 return {key: np.asarray(value) for key, value in data.items()}
             return np.asarray(data)
-    except (ValueError, OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read {str(path)!r}: {exc}") from exc
+    # EOFError: numpy's answer to a truncated .npy (click would print "Aborted!"); BadZipFile:
+    # a truncated .npz.
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"cannot read {str(path)!r}: {one_line(exc)}") from exc
     raise InputError(
         f"unsupported sample file {path.name!r}; use one of {', '.join(SUFFIXES)}"
     )
+
+
+def check_numpy_file(path: Path) -> None:
+    """Refuse a .npy/.npz file that numpy did not write (empty, truncated to nothing, other data)."""
+    magics, writer = _NUMPY_MAGIC[path.suffix.lower()]
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise InputError(f"cannot read {str(path)!r}: {exc.strerror}") from exc
+    if not head.startswith(magics):
+        raise InputError(
+            f"{str(path)!r} is not a {path.suffix.lower()} file "
+            f"({'it is empty' if not head else 'no NumPy header'}); write it with {writer}"
+        )

@@ -106,18 +106,28 @@ def deploy(
         raise UsageError(f"{str(out)!r} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise UsageError(f"{str(out)!r} is not empty; choose a new directory or pass --force")
+    if wheel is not None and Path(wheel).is_dir():
+        raise UsageError(f"wheel {str(wheel)!r} is a directory; give the modelport-*.whl file")
     if wheel is not None and not Path(wheel).is_file():
         raise NotFoundError(f"wheel {str(wheel)!r} does not exist")
 
+    if Path(ref).is_file() or "/" in ref or "\\" in ref:  # a path: names have no slashes
+        raise UsageError(
+            f"deploy packages a registered version, not a file; register {ref!r} first "
+            "('modelport models register FILE --name NAME'), then deploy NAME"
+        )
     source = Repository(root=repo)
+    _check_apart(out, source.root)
     version = source.load(ref)  # checksums of every file checked here
     k8s_name = kubernetes_name(version.name)
-    image = image or f"modelport-{k8s_name}:{version.version}"
-    if not _IMAGE.fullmatch(image):
-        raise UsageError(
-            f"invalid image name {image!r}; use e.g. 'registry.example.com/team/model:1'"
-        )
-    base_image = base_image or f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"
+    image = f"modelport-{k8s_name}:{version.version}" if image is None else image
+    if base_image is None:
+        base_image = f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"
+    for flag, name in (("--image", image), ("--base-image", base_image)):
+        if not _IMAGE.fullmatch(name):  # an empty one included: it would write "FROM " or "image: "
+            raise UsageError(
+                f"invalid image name {name!r} ({flag}); use e.g. 'registry.example.com/team/model:1'"
+            )
 
     with _staging(out, force) as ctx:
         served = _copy_model(source, version.ref, ctx / "models")
@@ -153,6 +163,16 @@ def kubernetes_name(name: str) -> str:
 
 
 # --------------------------------------------------------------------------- building blocks
+def _check_apart(out: Path, root: Path) -> None:
+    """--out replaces its directory: it must neither hold the repository nor sit inside it."""
+    out, root = out.resolve(), root.resolve()
+    if out == root or out in root.parents or root in out.parents:
+        raise UsageError(
+            f"--out {str(out)!r} overlaps the repository {str(root)!r}; choose a directory "
+            "outside it"
+        )
+
+
 @contextlib.contextmanager
 def _staging(out: Path, force: bool) -> Iterator[Path]:
     """A fresh directory beside ``out``, renamed over it only when everything was written."""

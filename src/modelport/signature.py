@@ -132,6 +132,11 @@ class TensorSpec:
 
     def check(self, array: np.ndarray) -> None:
         """Raise InputError naming this input when ``array`` does not fit the spec."""
+        if not isinstance(array, np.ndarray):
+            raise InputError(
+                f"input {self.name!r} is a {type(array).__name__}, not a numpy array; "
+                "pass np.asarray(value, dtype=...)"
+            )
         if dtype_name(array.dtype) != self.dtype:
             raise InputError(
                 f"input {self.name!r} has dtype {dtype_name(array.dtype)}, expected {self.dtype}"

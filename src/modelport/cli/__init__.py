@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import NoReturn
 
 import click
 
@@ -27,6 +28,13 @@ _COMMAND_MODULES = (
 
 
 class _Group(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # The group's own options and a missing command fail here, before invoke.
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            _usage_error(exc, debug="--debug" in args)
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
@@ -35,6 +43,22 @@ class _Group(click.Group):
                 raise
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except click.UsageError as exc:  # a subcommand's bad option, argument or name
+            _usage_error(exc, debug=bool(ctx.obj and ctx.obj.get("debug")))
+
+
+def _usage_error(exc: click.UsageError, debug: bool) -> NoReturn:
+    """click's usage errors as one line like every other error (click's own block: --debug).
+
+    A group called without a command still shows its help (NoArgsIsHelpError).
+    """
+    if debug or isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        raise exc
+    message = exc.format_message().rstrip(".")
+    message = message[:1].lower() + message[1:]  # "Invalid value ..." -> "invalid value ..."
+    hint = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
+    click.echo(f"error: {message}{hint}", err=True)
+    sys.exit(exc.exit_code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -22,7 +22,7 @@ from modelport.cli._render import (
     version_dict,
     versions_table,
 )
-from modelport.errors import UsageError
+from modelport.errors import UsageError, VerificationFailedError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -132,6 +132,10 @@ def register(
     repo_dir: Path | None,
 ) -> None:
     """Convert, verify and register SOURCE (.onnx or a framework model file) as NAME."""
+    from modelport.repository.names import validate_alias
+
+    if alias is not None:
+        validate_alias(alias)  # before registering: a bad alias must not leave a new version
     repo = _open(repo_dir)
     kwargs: dict[str, Any] = {
         key: value
@@ -143,17 +147,24 @@ def register(
         )
         if value is not None
     }
-    found = repo.register(
-        source,
-        name,
-        sample=sample,
-        framework=framework,
-        force=force,
-        description=description,
-        tags=_parse_pairs(tags),
-        **kwargs,
-    )
-    if alias:
+    try:
+        found = repo.register(
+            source,
+            name,
+            sample=sample,
+            framework=framework,
+            force=force,
+            description=description,
+            tags=_parse_pairs(tags),
+            **kwargs,
+        )
+    except VerificationFailedError as exc:
+        # A failed verification exits 1 with its report, as 'convert' does.
+        render = getattr(exc.report, "render", None)
+        if callable(render):
+            _console().print(render())
+        raise
+    if alias is not None:  # an empty --alias is an invalid alias, not no alias
         repo.set_alias(found.name, alias, found.version)
         found = repo.resolve(found.ref)
     console = _console()
@@ -329,10 +340,8 @@ def check(repo_dir: Path | None) -> None:
     from modelport.errors import IntegrityError
 
     problems = _open(repo_dir).check()
-    for problem in problems:
-        click.echo(problem, err=True)
-    if problems:
-        raise IntegrityError(f"{len(problems)} version(s) failed the check")
+    if problems:  # one error line that carries every problem, like every other error
+        raise IntegrityError(f"{len(problems)} version(s) failed the check: {'; '.join(problems)}")
     click.echo("all versions intact")
 
 

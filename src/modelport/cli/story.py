@@ -126,7 +126,10 @@ def bench_command(
     from modelport.benchmark import benchmark
 
     if plot_path is not None and plot_path.suffix.lower() != ".png":
-        raise click.BadParameter("the plot is a PNG file: give a name ending in .png")
+        raise click.BadParameter(
+            f"{str(plot_path)!r}: the plot is a PNG file, give a name ending in .png",
+            param_hint="'--plot'",
+        )
     console = Console(stderr=True)
     with console.status("benchmarking") as status:
         result = benchmark(

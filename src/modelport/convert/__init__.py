@@ -15,7 +15,7 @@ from modelport.convert.base import (
     Tolerance,
 )
 from modelport.convert.registry import detect, get, known, register
-from modelport.errors import NotFoundError
+from modelport.errors import NotFoundError, UsageError
 from modelport.signature import Signature
 
 __all__ = [
@@ -95,6 +95,7 @@ def convert(
     """
     from modelport.datafiles import read_sample
 
+    _check_options(opset, input_names, output_names)
     model = resolve_model(model)
     if isinstance(sample, str | Path):
         sample = read_sample(sample)
@@ -119,3 +120,32 @@ def convert(
     if output is not None and (result.report is None or result.report):
         result.save(output)
     return result
+
+
+# ONNX Runtime runs opset 7 and later; nothing can export past what the installed onnx knows.
+MIN_OPSET = 7
+
+
+def _check_options(
+    opset: int | None, input_names: Sequence[str] | None, output_names: Sequence[str] | None
+) -> None:
+    """Options every converter takes, checked once here rather than ignored by some of them."""
+    if opset is not None:
+        import onnx
+
+        newest = onnx.defs.onnx_opset_version()
+        if not MIN_OPSET <= opset <= newest:
+            raise UsageError(
+                f"--opset {opset} is out of range; use {MIN_OPSET} to {newest} (the newest "
+                "opset the installed onnx knows), or leave it out for the converter's default"
+            )
+    for flag, names in (("--input-name", input_names), ("--output-name", output_names)):
+        names = list(names or ())
+        if any(not isinstance(n, str) or not n.strip() for n in names):
+            raise UsageError(f"{flag} must be a non-empty name, got {names}")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise UsageError(f"{flag} {repeated} given more than once; every name must be unique")
+    both = sorted(set(input_names or ()) & set(output_names or ()))
+    if both:
+        raise UsageError(f"{both} named both an input and an output; ONNX names must be unique")

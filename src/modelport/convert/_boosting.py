@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 
 from modelport._lazy import require
-from modelport._text import one_line
+from modelport._text import clip
 from modelport.convert._graph import finish_graph, rename_value
 from modelport.convert._tabular import (
     InputLayout,
@@ -158,8 +158,10 @@ class TreeConverter(Converter):
 
 def load_error(library: str, path: Path, exc: BaseException, save_hint: str) -> ModelLoadError:
     """A model file its library cannot load: say so, and how the library saves models."""
+    # XGBoost appends its C++ backtrace ("Stack trace: [bt] (0) /path/libxgboost.so ...").
+    reason = clip(" ".join(str(exc).split("Stack trace:")[0].split())) or type(exc).__name__
     return ModelLoadError(
-        f"{library} cannot load {str(path)!r}: {one_line(exc)}; save models with {save_hint}"
+        f"{library} cannot load {str(path)!r}: {reason}; save models with {save_hint}"
     )
 
 

@@ -200,7 +200,9 @@ def _export_with_fallback(
     """Run the requested exporter, or dynamo then TorchScript; say which one and why."""
     if requested == "dynamo" or (requested is None and not is_script):
         try:
-            return export.run("dynamo"), {"exporter": "dynamo"}
+            model = export.run("dynamo")
+            _check_opset(model, export.opset)
+            return model, {"exporter": "dynamo"}
         except Exception as exc:
             reason = describe_error(exc)
             if requested == "dynamo":
@@ -222,6 +224,15 @@ def _export_with_fallback(
     return model, {"exporter": "torchscript", "fallback_reason": reason}
 
 
+def _check_opset(model: onnx.ModelProto, requested: int | None) -> None:
+    """The dynamo exporter keeps its own opset when it cannot convert to the requested one."""
+    made = opset_of(model)
+    if requested is not None and made != requested:
+        raise ConversionError(
+            f"the dynamo exporter makes opset {made} here, not the requested opset {requested}"
+        )
+
+
 def _hint(reason: str) -> str:
     """What the user can do about an exporter's failure."""
     if "data-dependent" in reason or "DataDependent" in reason:
@@ -229,6 +240,8 @@ def _hint(reason: str) -> str:
             "forward branches on a tensor's value: express it with torch.where or torch.cond, "
             "or use exporter='torchscript' and check the verification"
         )
+    if "not the requested opset" in reason:
+        return "ask for an opset it makes (or none), or use exporter='torchscript'"
     if "ScriptModule" in reason:
         return "export TorchScript modules with exporter='torchscript'"
     return (

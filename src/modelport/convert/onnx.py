@@ -204,8 +204,11 @@ def _refuse_options(options: ConvertOptions) -> None:
             ("--output-name", options.output_names),
             ("--dynamic-axis", options.dynamic_axes),
             ("--class", options.model_class),
+            ("--keep-float64", options.keep_float64 or None),
+            ("--exporter", options.exporter),
         )
-        if value
+        # Not truthiness: --opset 0 or an empty --class is still an option given.
+        if value not in (None, [], {})
     ]
     if ignored:
         raise UsageError(

@@ -38,7 +38,7 @@ from modelport.convert._skl2onnx import register_skl2onnx_converters
 from modelport.convert._tabular import InputLayout, Predictors, not_fitted
 from modelport.convert.base import ConvertOptions, Feed
 from modelport.convert.registry import register
-from modelport.errors import ConversionError
+from modelport.errors import ConversionError, ModelLoadError
 
 __all__ = [
     "CatBoostConverter",
@@ -74,7 +74,8 @@ class XGBoostConverter(TreeConverter):
         booster = xgboost.Booster()
         try:
             booster.load_model(str(path))
-        except xgboost.core.XGBoostError as exc:
+        # A binary file that is not UBJSON fails to decode as the JSON format.
+        except (xgboost.core.XGBoostError, UnicodeDecodeError) as exc:
             save = "Booster.save_model('model.ubj' or 'model.json')"
             raise load_error("xgboost", path, exc, save) from exc
         return booster
@@ -174,6 +175,12 @@ class LightGBMConverter(TreeConverter):
 
     def load(self, path: Path) -> Any:
         lightgbm = require("lightgbm", self.extra)
+        if not path.is_file() or not starts_with(path, b"tree"):
+            # LightGBM's C++ side prints its own "[Fatal]" line for these: refuse them first.
+            raise ModelLoadError(
+                f"{str(path)!r} is not a LightGBM text model (it does not start with 'tree'); "
+                "save models with Booster.save_model('model.txt')"
+            )
         try:
             return lightgbm.Booster(model_file=str(path))
         except lightgbm.basic.LightGBMError as exc:

@@ -23,6 +23,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from modelport._lazy import require
+from modelport.errors import UsageError
+
 __all__ = ["DemoResult", "run_demo"]
 
 
@@ -109,6 +112,24 @@ def _serving(repo: Any, sock: socket.socket) -> Iterator[str]:
         thread.join(timeout=30)
 
 
+def _check_arguments(epochs: int, host: str, port: int) -> None:
+    """Refuse bad arguments and missing extras before a minute of training, not after it."""
+    if epochs < 1:
+        raise UsageError(f"--epochs must be 1 or more, got {epochs}")
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be between 0 (a free port) and 65535, got {port}")
+    if not host.strip():
+        raise UsageError("--host must not be empty; use e.g. 127.0.0.1")
+    for module, extra in (
+        ("torch", "torch"),
+        ("lightning", "lightning"),
+        ("sklearn", "sklearn"),
+        ("starlette", "serve"),
+        ("uvicorn", "serve"),
+    ):
+        require(module, extra)
+
+
 def run_demo(
     *,
     repo_dir: str | Path | None = None,
@@ -120,6 +141,7 @@ def run_demo(
     console: Console | None = None,
 ) -> DemoResult:
     """Run the story; ``short`` trains one epoch and times fewer runs (used by the tests)."""
+    _check_arguments(epochs, host, port)
     from modelport.serve import bind_socket
 
     # Claim the port first: a port in use is a one-line error before a minute of work, not after.

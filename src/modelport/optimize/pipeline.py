@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from modelport.errors import ModelportError, UsageError, VerificationFailedError
+from modelport.errors import InputError, ModelportError, UsageError, VerificationFailedError
 from modelport.optimize.data import (
     Feed,
     feed_rows,
@@ -109,6 +109,8 @@ def optimize(
     VerificationFailedError (exit 1) carrying the report when no candidate passes.
     """
     _check_budget(max_accuracy_drop, atol, rtol, speed_budget_s)
+    if min_speedup is not None and not 0 <= min_speedup < math.inf:
+        raise UsageError(f"--min-speedup must be a number 0 or more, got {min_speedup}")
     if level is not None:
         check_level(level)
     if quantize is not None:
@@ -211,6 +213,8 @@ def _data(
     calib_feed = calib_labels = None
     if calibration is not None:
         calib_feed, calib_labels = load_feed(calibration, signature, label_key)
+        if static:
+            _require_finite(calib_feed, calibration)
     example = version.input_example()
     notes: list[str] = []
     if eval_data is not None:
@@ -252,6 +256,16 @@ def _data(
                 "pass --calibration with real inputs for better activation ranges"
             )
     return data
+
+
+def _require_finite(feed: Mapping[str, np.ndarray], path: str | Path) -> None:
+    """Static calibration derives value ranges from the data: NaN or inf make them garbage."""
+    for name, array in feed.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise InputError(
+                f"calibration data {str(path)!r} has NaN or infinite values in input {name!r}; "
+                "static quantization needs finite values to measure ranges"
+            )
 
 
 def _check_budget(

@@ -81,6 +81,8 @@ def resolve_model_file(model: str | Path, repo: str | Path | None = None) -> Res
     before it is run, viewed or deployed.
     """
     text = str(model)
+    if not text.strip():
+        raise UsageError("no model given; name an .onnx file or a reference: name, name:3, name@alias")
     path = Path(text).expanduser()
     if path.is_file():
         return ResolvedModel(path, path.name)
@@ -141,6 +143,7 @@ def predict(
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
 
     if server:
+        _check_server(server)
         label = str(model)
         if Path(label).suffix.lower() == ".onnx":
             raise UsageError(
@@ -199,6 +202,8 @@ def predict(
 
 
 def _check_paths(input_path: Path, output_path: Path) -> None:
+    if input_path.is_dir():
+        raise UsageError(f"input {str(input_path)!r} is a directory; give a data file")
     if input_path.suffix.lower() not in INPUT_SUFFIXES:
         raise UsageError(
             f"unsupported input file {input_path.name!r}; use one of {', '.join(INPUT_SUFFIXES)}"
@@ -243,6 +248,17 @@ def _check_outputs(outputs: dict[str, np.ndarray], rows: int) -> dict[str, np.nd
 
 
 # --------------------------------------------------------------------------- remote scoring
+def _check_server(server: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(server)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(
+            f"--server {server!r} is not an http(s) URL; give the server's base URL, "
+            "e.g. http://127.0.0.1:8000"
+        )
+
+
 def _remote_scorer(server: str, ref: str, outputs: list[str]) -> Scorer:
     try:
         from modelport.serve.client import remote_predict

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from modelport._lazy import require
+from modelport.datafiles import check_numpy_file
 from modelport.errors import InputError, ModelportError, UsageError
 from modelport.predict._text import one_line
 
@@ -32,6 +33,8 @@ class Reader:
 def open_reader(path: Path, batch_size: int) -> Reader:
     suffix = path.suffix.lower()
     try:
+        if suffix in (".npy", ".npz"):
+            check_numpy_file(path)
         if suffix == ".npy":
             array = np.load(path, mmap_mode="r", allow_pickle=False)
             return _array_reader({UNNAMED: array}, batch_size, path)

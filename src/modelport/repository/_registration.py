@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from modelport.errors import ConflictError
+from modelport.errors import ConflictError, UsageError
 from modelport.repository import package as pkg
 from modelport.repository._base import check_description, now
 from modelport.repository._queries import Queries
@@ -164,6 +164,13 @@ class Registration(Queries):
         destination = Path(archive_path).expanduser()
         if destination.is_dir():
             destination = destination / f"{found.name}-{found.version}.tar.gz"
+        root = self.root.resolve()
+        if root in destination.resolve().parents:
+            # It could replace a stored file (a package's model.onnx) or the index itself.
+            raise UsageError(
+                f"refusing to write the archive inside the repository {str(root)!r}; "
+                "choose a path outside it"
+            )
         with self._index.read() as conn:
             model_row = self._index.model(conn, found.name)
             model_tags = self._index.tags(conn, found.name, MODEL_LEVEL)

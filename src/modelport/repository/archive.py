@@ -90,6 +90,8 @@ def read_archive(archive: Path, staging: Path) -> ArchiveContents:
     partial files, which its owner discards.
     """
     label = f"archive {str(archive)!r}"
+    if archive.is_dir():
+        raise UsageError(f"{label} is a directory; give the .tar.gz file 'models export' wrote")
     if not archive.is_file():
         raise NotFoundError(f"{label} does not exist")
     try:

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from modelport.errors import InferenceError, InputError, ModelLoadError
+from modelport.errors import InferenceError, InputError, ModelLoadError, UsageError
 from modelport.runtime.providers import resolve_providers
 from modelport.signature import Signature, TensorSpec, numpy_dtype_from_ort
 
@@ -33,6 +33,14 @@ class SessionOptions:
     optimization_level: str = "all"
 
     def to_ort(self) -> ort.SessionOptions:
+        for name, value in (
+            ("intra_op_threads", self.intra_op_threads),
+            ("inter_op_threads", self.inter_op_threads),
+        ):
+            if value < 0:  # ONNX Runtime takes a negative count without complaint
+                raise UsageError(
+                    f"thread counts must be 0 (ONNX Runtime's default) or more; got {name}={value}"
+                )
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.intra_op_threads
         opts.inter_op_num_threads = self.inter_op_threads
@@ -60,11 +68,12 @@ class Session:
             source = model
         else:
             source = str(model)
+        # Our own option errors stay what they are, outside the net for ORT's load errors.
+        sess_options = self.options.to_ort()
+        providers = resolve_providers(self.options.providers)
         try:
             self._session = ort.InferenceSession(
-                source,
-                sess_options=self.options.to_ort(),
-                providers=resolve_providers(self.options.providers),
+                source, sess_options=sess_options, providers=providers
             )
         except Exception as exc:  # ORT raises its own unexported exception types
             raise ModelLoadError(f"ONNX Runtime cannot load the model: {_first_line(exc)}") from exc

@@ -114,8 +114,11 @@ def verify_conversion(
         result.tolerance.atol if atol is None else float(atol),
         result.tolerance.rtol if rtol is None else float(rtol),
     )
-    if tolerance.atol < 0 or tolerance.rtol < 0:
-        raise UsageError("--atol and --rtol must not be negative")
+    # "not >= 0" also refuses NaN, which would make every comparison pass silently.
+    if not (tolerance.atol >= 0 and tolerance.rtol >= 0):
+        raise UsageError(
+            f"--atol and --rtol must be numbers 0 or more, got {tolerance.atol} and {tolerance.rtol}"
+        )
     names = requested_providers(providers)
     checks, session = run_checks(result.model, names)
     report = VerificationReport(
