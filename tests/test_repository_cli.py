@@ -189,7 +189,10 @@ def test_errors_are_one_line_with_exit_2(seeded: Path, tmp_path: Path) -> None:
     assert "is not a modelport repository" in fail(not_repo, "list")
     assert (not_repo / "file.txt").read_text() == "x" and len(list(not_repo.iterdir())) == 1
     (tmp_path / "plainfile").write_text("x")
-    assert "cannot create the repository" in fail(tmp_path / "plainfile" / "repo", "list")
+    assert "is not a modelport repository" in fail(tmp_path / "plainfile" / "repo", "list")
+    # Reading from a mistyped path is an error, and does not leave an empty repository there.
+    assert "is not a modelport repository" in fail(tmp_path / "typo", "show", "m")
+    assert not (tmp_path / "typo").exists()
 
 
 def custom_op_model() -> onnx.ModelProto:

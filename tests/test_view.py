@@ -63,6 +63,9 @@ def test_cli_errors(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["view", str(tmp_path / "nope.onnx"), "--no-browser"])
     assert result.exit_code == 2 and result.output.startswith("error: ")
     assert "does not exist" in result.output
+    from modelport.repository import Repository
+
+    Repository(tmp_path / "r")  # an empty repository: the model is what is missing
     result = runner.invoke(cli, ["view", "ghost", "--repo", str(tmp_path / "r"), "--no-browser"])
     assert result.exit_code == 2 and "ghost" in result.output
 

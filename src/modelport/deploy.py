@@ -116,7 +116,7 @@ def deploy(
             f"deploy packages a registered version, not a file; register {ref!r} first "
             "('modelport models register FILE --name NAME'), then deploy NAME"
         )
-    source = Repository(root=repo)
+    source = Repository(root=repo, create=False)
     _check_apart(out, source.root)
     version = source.load(ref)  # checksums of every file checked here
     k8s_name = kubernetes_name(version.name)

@@ -47,12 +47,13 @@ def _repo_option(func: F) -> F:
     )(func)
 
 
-def _open(repo_dir: Path | None) -> Repository:
+def _open(repo_dir: Path | None, create: bool = False) -> Repository:
+    """Only register and import start a new repository; elsewhere a wrong path is an error."""
     from modelport.repository import Repository
 
     ctx = click.get_current_context()
     obj = ctx.find_object(dict) or {}
-    return Repository(repo_dir or obj.get(_REPO_KEY))
+    return Repository(repo_dir or obj.get(_REPO_KEY), create=create)
 
 
 def _console() -> Console:
@@ -136,7 +137,7 @@ def register(
 
     if alias is not None:
         validate_alias(alias)  # before registering: a bad alias must not leave a new version
-    repo = _open(repo_dir)
+    repo = _open(repo_dir, create=True)
     kwargs: dict[str, Any] = {
         key: value
         for key, value in (
@@ -328,7 +329,7 @@ def export(ref: str, out: Path, repo_dir: Path | None) -> None:
 @_repo_option
 def import_(archive: Path, name: str | None, repo_dir: Path | None) -> None:
     """Import an exported ARCHIVE as the next version of its model."""
-    found = _open(repo_dir).import_archive(archive, name=name)
+    found = _open(repo_dir, create=True).import_archive(archive, name=name)
     origin = found.manifest.imported_from or {}
     click.echo(f"imported {found.ref} (was {origin.get('name')}:{origin.get('version')})")
 

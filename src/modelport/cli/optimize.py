@@ -101,7 +101,7 @@ def optimize_command(
     from modelport.optimize import optimize
     from modelport.repository import Repository
 
-    with Repository(repo_dir) as repo:
+    with Repository(repo_dir, create=False) as repo:
         try:
             report = optimize(
                 repo,

@@ -92,7 +92,7 @@ def resolve_model_file(model: str | Path, repo: str | Path | None = None) -> Res
         raise NotFoundError(f"model file {text!r} does not exist")
     from modelport.repository import Repository
 
-    version = Repository(root=repo).load(text)
+    version = Repository(root=repo, create=False).load(text)
     return ResolvedModel(Path(version.model_path), version.ref, version)
 
 

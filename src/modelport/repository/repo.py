@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from modelport.errors import RepositoryError
+from modelport.errors import NotFoundError, RepositoryError
 from modelport.repository._editing import Editing
 from modelport.repository._registration import Registration
 from modelport.repository.index import INDEX_FILE, Index
@@ -51,12 +51,19 @@ class Repository(Registration, Editing):
     :meth:`gc`.
     """
 
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, *, create: bool = True) -> None:
+        """Open the repository at ``root``; ``create=False`` refuses to start a new one, so that
+        reading from a mistyped path is an error rather than an empty repository."""
         self.root = Path(root).expanduser().absolute() if root else default_root().absolute()
         label = repr(str(self.root))
         if self.root.exists() and not self.root.is_dir():
             raise RepositoryError(f"{label} is not a modelport repository (it is a file)")
         db = self.root / INDEX_FILE
+        if not create and not db.is_file():
+            raise NotFoundError(
+                f"{label} is not a modelport repository (no {INDEX_FILE}); check --repo or "
+                "MODELPORT_HOME, or register a model there first"
+            )
         if db.is_file():
             self._check_writable(label)
             self._index = Index(db, create=False)
