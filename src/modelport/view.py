@@ -70,7 +70,7 @@ def start_view(
     from modelport.predict import resolve_model_file
 
     netron = require("netron", "view")
-    resolved = resolve_model_file(model, repo)
+    resolved = resolve_model_file(model, repo, require_onnx=False)
     if port is not None and not 0 < port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, got {port}")
     port = port if port is not None else _free_port()

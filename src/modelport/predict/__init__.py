@@ -74,17 +74,25 @@ class ResolvedModel:
     version: ModelVersion | None = None
 
 
-def resolve_model_file(model: str | Path, repo: str | Path | None = None) -> ResolvedModel:
+def resolve_model_file(
+    model: str | Path, repo: str | Path | None = None, *, require_onnx: bool = True
+) -> ResolvedModel:
     """``FILE.onnx`` (or any existing file) as it is; anything else is a repository reference.
 
     Repository versions are loaded with their checksums checked, so a tampered package is refused
-    before it is run, viewed or deployed.
+    before it is run, viewed or deployed. ``require_onnx=False`` accepts any model file (Netron
+    shows framework files too).
     """
     text = str(model)
     if not text.strip():
         raise UsageError("no model given; name an .onnx file or a reference: name, name:3, name@alias")
     path = Path(text).expanduser()
     if path.is_file():
+        if require_onnx and path.suffix.lower() != ".onnx":
+            raise UsageError(
+                f"{text!r} is not an ONNX model; convert it first: modelport convert {text} "
+                "(or register it: modelport models register ...)"
+            )
         return ResolvedModel(path, path.name)
     if path.is_dir():
         raise UsageError(f"{text!r} is a directory; give a model file or a repository reference")
