@@ -175,6 +175,30 @@ def test_slow_model_runs_on_its_worker() -> None:
     asyncio.run(main())
 
 
+def test_lone_request_of_a_fast_model_runs_at_once_and_company_still_batches() -> None:
+    async def main() -> None:
+        crowd = [1]  # requests in flight, as the server would count them
+        session = Session(gather_model(), SessionOptions(intra_op_threads=1))
+        batcher = DynamicBatcher(session, ModelConfig(), Metrics().for_model("m", "1"), "m:1",
+                                 alone=lambda: len(crowd) == 1)
+        batcher.run_now({"idx": np.array([0], np.int64)})
+        batcher.start()
+        for i in range(3):
+            result = await batcher.run({"idx": np.array([i], np.int64)})
+            np.testing.assert_array_equal(result["y"], [[2 * i, 2 * i + 1]])
+        assert batcher.direct_runs == 3 and batcher.runs == 3
+        crowd.extend(range(7))  # eight in flight: they must wait for the turn and share a run
+        feeds = [np.array([i], np.int64) for i in range(8)]
+        results = await asyncio.gather(*(batcher.run({"idx": f}) for f in feeds))
+        for feed, result in zip(feeds, results, strict=True):
+            np.testing.assert_array_equal(result["y"], np.arange(20).reshape(10, 2)[feed])
+        assert batcher.direct_runs == 3 and batcher.runs == 4 and batcher.max_rows_seen == 8
+        batcher.close()
+        batcher.join(5)
+
+    asyncio.run(main())
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Repository:
     repo = Repository(tmp_path_factory.mktemp("serve-batching") / "repo")
@@ -255,6 +279,21 @@ def test_queue_full_is_503_and_the_server_recovers(repo: Repository) -> None:
         text = httpx.get(f"{srv.url}/metrics").text
         failures = _metric(text, "modelport_request_failure_total", "slow")
         assert sum(failures.values()) == codes.count(503)
+
+
+def test_sequential_requests_to_a_fast_model_skip_the_batch_hand_off(repo: Repository) -> None:
+    x = np.random.default_rng(6).normal(size=(3, 4)).astype(np.float32)
+    with serving(repo, ["mlp@production"]) as srv, httpx.Client(base_url=srv.url) as client:
+        body = {"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP32",
+                            "data": x.ravel().tolist()}]}
+        for _ in range(5):
+            answer = client.post("/v2/models/mlp/infer", json=body).json()
+            scores = next(o for o in answer["outputs"] if o["name"] == "scores")
+            np.testing.assert_allclose(np.array(scores["data"]).reshape(3, 3),
+                                       mlp_reference(x, 0), rtol=1e-5)
+        batcher = srv.app.state.service.loaded()[0].batcher
+        # uvicorn counted one request in flight each time: run on the spot, no turn, no worker
+        assert batcher.direct_runs == 5 and batcher.runs == 5
 
 
 def test_alias_switch_while_serving(repo: Repository) -> None:

@@ -75,10 +75,9 @@ def serve(
     /openapi.json. A request for NAME follows the reference given here at request time, so
     moving an alias switches traffic without a restart.
     """
-    from modelport._lazy import require
+    from modelport.serve.server import require_serve_extra
 
-    for package in ("starlette", "uvicorn", "orjson", "prometheus_client"):
-        require(package, "serve")
+    require_serve_extra()
     from modelport.repository import Repository
     from modelport.serve import (
         InferenceService,

@@ -50,8 +50,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'modelport.serve' has no attribute {name!r}")
     if module in ("app", "batching", "service", "server"):
-        from modelport._lazy import require
+        from modelport.serve.server import require_serve_extra
 
-        for package in ("starlette", "uvicorn", "orjson", "prometheus_client"):
-            require(package, "serve")
+        require_serve_extra()
     return getattr(importlib.import_module(f"modelport.serve.{module}"), name)

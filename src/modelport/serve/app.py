@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sized
 
 import orjson
 from starlette.applications import Starlette
@@ -23,7 +23,6 @@ from starlette.types import Message, Receive, Scope, Send
 
 from modelport.errors import ModelportError, PayloadTooLargeError
 from modelport.serve import simple, v2
-from modelport.serve.openapi import openapi_document
 from modelport.serve.service import InferenceService
 
 __all__ = ["ModelportApp", "create_app", "error_response"]
@@ -79,10 +78,14 @@ def create_app(service: InferenceService, *, wait_for_models: bool = False) -> M
         text, content_type = service.metrics.render()
         return Response(text, headers={"Content-Type": content_type})
 
-    document = orjson.dumps(openapi_document(service.version))
+    document: list[bytes] = []  # built at the first request: nothing at start-up needs it
 
     async def openapi(request: Request) -> Response:
-        return Response(document, media_type="application/json")
+        if not document:
+            from modelport.serve.openapi import openapi_document
+
+            document.append(orjson.dumps(openapi_document(service.version)))
+        return Response(document[0], media_type="application/json")
 
     async def docs(request: Request) -> Response:
         return HTMLResponse(_DOCS_PAGE)
@@ -121,6 +124,11 @@ class ModelportApp:
         token = config.auth_token
         self.expected = f"bearer {token}".encode() if token else None
         self.max_body_bytes = config.max_body_bytes
+
+    def watch_requests(self, requests: Sized) -> None:
+        """Tell the service which collection holds the server's requests in flight (its size is
+        what lets a lone request skip batching)."""
+        self.service.requests = requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

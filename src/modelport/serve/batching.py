@@ -15,7 +15,9 @@ Requests arrive on the event loop; each batcher picks, per request, one of two p
   way and run right after that turn. Handing a 50 us run to a thread
   and back costs more than the run (two wake-ups and a GIL hand-over each way), and the loop is
   never held for longer than such a short run. The run times are a moving average, so a model
-  whose batches grow slow moves to its worker by itself, and back.
+  whose batches grow slow moves to its worker by itself, and back. A request that is the only
+  one the server has in flight (``alone``, from uvicorn's count) skips even the turn: with
+  nothing to batch with, it runs at once, inside its own request.
 
 A batched run that fails (one bad request poisons the batch) is retried one request at a time, so
 only the guilty request gets the error. An output without a batch axis turns batching off for the
@@ -108,9 +110,17 @@ class DynamicBatcher:
     """Runs one session for concurrent callers; see the module docstring."""
 
     def __init__(
-        self, session: Session, config: ModelConfig, metrics: ModelMetrics, label: str
+        self,
+        session: Session,
+        config: ModelConfig,
+        metrics: ModelMetrics,
+        label: str,
+        alone: Callable[[], bool] | None = None,
     ) -> None:
         self.session = session
+        # True when the request asking is the only one the server has in flight (None: the
+        # server cannot tell); such a request of a fast model runs at once, see ``run``.
+        self._alone = alone
         self.config = config
         self.metrics = metrics
         self.label = label
@@ -126,6 +136,7 @@ class DynamicBatcher:
         self.runs = 0
         self.max_rows_seen = 0
         self.loop_runs = 0
+        self.direct_runs = 0  # loop runs of a lone request, without the turn's hand-off
         self._inline_s = config.inline_max_ms / 1000.0
         self._recent_s = math.inf  # moving average of run durations (unknown: use the worker)
         self._busy = 0  # on the worker's side and not yet settled (touched on the loop only)
@@ -141,6 +152,12 @@ class DynamicBatcher:
     ) -> Outputs:
         """Run one checked feed and return exactly its rows of every (requested) output."""
         if self._recent_s <= self._inline_s and not self._closed:
+            if self._turn is None and not self._busy and self._alone is not None \
+                    and self._alone():
+                # Nothing to batch with: no other request is in flight anywhere in the server
+                # (any that arrives now waits in the socket until this short run is done), so
+                # the turn's future, callback and extra loop step would be pure latency.
+                return self._run_direct(feed, outputs)
             loop = asyncio.get_running_loop()
             item = self._item(feed, outputs, loop, on_worker=False)
             if self._turn is None:
@@ -150,6 +167,18 @@ class DynamicBatcher:
                 self._turn.append(item)
             return await item.future
         return await self.submit(feed, outputs)
+
+    def _run_direct(
+        self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None
+    ) -> Outputs:
+        self.loop_runs += 1
+        self.direct_runs += 1
+        self.metrics.queue.observe(0.0)
+        result, error = self._run_one(feed, tuple(outputs) if outputs else None)
+        if error is not None:
+            raise error
+        assert result is not None
+        return result
 
     def submit(
         self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None

@@ -64,6 +64,9 @@ class _Input:
     dtype: np.dtype[Any]  # as on the wire (little-endian)
     fixed: tuple[tuple[int, int], ...]  # (axis, size) of every fixed dimension
     rank: int
+    kind: str  # "str", "bool" or "" (a numeric type)
+    native: np.dtype[Any]  # the in-memory dtype (native byte order)
+    swap: bool  # the wire's byte order is not the native one
 
 
 _TABLES: dict[int, tuple[Signature, dict[str, _Input], frozenset[str]]] = {}
@@ -82,6 +85,9 @@ def _table(signature: Signature) -> tuple[dict[str, _Input], frozenset[str]]:
             dtype=dtype if spec.dtype in ("str", "bool") else dtype.newbyteorder("<"),
             fixed=tuple((i, d) for i, d in enumerate(spec.shape) if isinstance(d, int)),
             rank=len(spec.shape),
+            kind=spec.dtype if spec.dtype in ("str", "bool") else "",
+            native=dtype.newbyteorder("="),
+            swap=spec.dtype not in ("str", "bool") and not dtype.newbyteorder("<").isnative,
         )
     outputs = frozenset(signature.output_names)
     if len(_TABLES) > 1000:  # signatures of unloaded models: do not grow without bound
@@ -132,8 +138,11 @@ def decode_v2_request(
         if name in feed:
             raise InputError(f"input {name!r} is given twice")
         shape = item.get("shape")
-        if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
+        if type(shape) is not list:
             raise InputError(f"input {name!r} needs a 'shape' list of non-negative integers")
+        for d in shape:  # loops, not all()/any() over generators: this runs for every request
+            if type(d) is not int or d < 0:
+                raise InputError(f"input {name!r} needs a 'shape' list of non-negative integers")
         datatype = item.get("datatype")
         if datatype != info.datatype and (
             type(datatype) is not str or datatype.upper() != info.datatype
@@ -141,8 +150,13 @@ def decode_v2_request(
             raise InputError(
                 f"input {name!r} has datatype {datatype!r}, expected {info.datatype!r}"
             )
-        if len(shape) != info.rank or any(shape[i] != d for i, d in info.fixed):
+        if len(shape) != info.rank:
             raise InputError(f"input {name!r} has shape {shape}, expected {info.spec.wire_shape}")
+        for i, d in info.fixed:
+            if shape[i] != d:
+                raise InputError(
+                    f"input {name!r} has shape {shape}, expected {info.spec.wire_shape}"
+                )
         params = item.get("parameters")
         size = None
         if params is not None:
@@ -238,20 +252,21 @@ def _request_id(value: Any) -> str | None:
 
 def _array_from_binary(raw: memoryview, info: _Input, shape: list[int]) -> np.ndarray:
     count = math.prod(shape)
-    spec = info.spec
-    if spec.dtype == "str":
-        return deserialize_bytes_tensor(raw, count, spec.name).reshape(shape)
+    kind = info.kind
+    if kind == "str":
+        return deserialize_bytes_tensor(raw, count, info.spec.name).reshape(shape)
     dtype = info.dtype
     if len(raw) != count * dtype.itemsize:
+        spec = info.spec
         raise InputError(
             f"input {spec.name!r} declares {len(raw)} bytes of binary data but shape "
             f"{shape} of {spec.datatype} needs {count * dtype.itemsize}"
         )
-    if spec.dtype == "bool":
+    if kind == "bool":
         return (np.frombuffer(raw, dtype=np.uint8) != 0).reshape(shape)
     array = np.frombuffer(raw, dtype=dtype).reshape(shape)
-    if not array.flags.aligned or not dtype.isnative:
-        array = array.astype(dtype.newbyteorder("="))  # a copy: kernels want aligned data
+    if info.swap or not array.flags.aligned:
+        array = array.astype(info.native)  # a copy: kernels want aligned, native data
     return array
 
 
@@ -277,12 +292,12 @@ def array_from_json(data: Any, spec: TensorSpec, shape: Sequence[int] | None) ->
 
 def _numeric(data: Any, spec: TensorSpec) -> np.ndarray:
     dtype = numpy_dtype(spec.dtype)
-    problem = f"input {spec.name!r} needs {spec.datatype} data (numbers in a flat or nested list)"
     if dtype.kind == "f":
         try:
             return np.asarray(data, dtype=dtype)
         except (ValueError, TypeError, OverflowError):
-            raise InputError(problem) from None
+            raise InputError(_not_numbers(spec)) from None
+    problem = _not_numbers(spec)
     # Integers and booleans: infer first so that 1.5 or "x" or 300-for-uint8 are refused rather
     # than silently truncated, wrapped or made truthy.
     try:
@@ -307,9 +322,13 @@ def _numeric(data: Any, spec: TensorSpec) -> np.ndarray:
     return raw.astype(dtype)
 
 
+def _not_numbers(spec: TensorSpec) -> str:
+    return f"input {spec.name!r} needs {spec.datatype} data (numbers in a flat or nested list)"
+
+
 def json_value(array: np.ndarray, flat: bool = True) -> Any:
     """A value orjson can write: the array itself (fast path) or a list for strings."""
-    if array.dtype == object or array.dtype.kind in "US":
+    if array.dtype.kind in "OUS":
         values = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)
                   for x in array.reshape(-1)]
         if flat or array.ndim <= 1:
@@ -334,7 +353,7 @@ def encode_v2_response(
     for name, array in outputs.items():
         datatype = _v2_name(array.dtype)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
-        if request.wants_binary(name):
+        if request.binary_outputs.get(name, request.binary_default):
             raw = _binary(array, datatype)
             entry["parameters"] = {"binary_data_size": len(raw)}
             buffers.append(raw)

@@ -7,14 +7,25 @@ and exit 1, and lets tests and the benchmark use port 0 and read the port back.
 from __future__ import annotations
 
 import errno
+import importlib.util
 import logging
 import socket
 from typing import Any
 
 from modelport._lazy import require
-from modelport.errors import UsageError
+from modelport.errors import MissingExtraError, UsageError
 
-__all__ = ["bind_socket", "make_server", "run_server"]
+__all__ = ["bind_socket", "make_server", "require_serve_extra", "run_server"]
+
+
+def require_serve_extra() -> None:
+    """MissingExtraError unless every package of the ``serve`` extra is installed. Those that
+    serving imports at once are imported; prometheus_client, needed only when ``/metrics`` is
+    first scraped, is only looked up (importing it costs start-up time)."""
+    for package in ("starlette", "uvicorn", "orjson"):
+        require(package, "serve")
+    if importlib.util.find_spec("prometheus_client") is None:
+        raise MissingExtraError("prometheus_client", "serve")
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -118,7 +129,11 @@ def make_server(
         server_header=False,
         date_header=False,
     )
-    return uvicorn.Server(config)
+    server = uvicorn.Server(config)
+    watch = getattr(app, "watch_requests", None)
+    if watch is not None:  # uvicorn keeps one task per request in flight in this set
+        watch(server.server_state.tasks)
+    return server
 
 
 def run_server(app: Any, sock: socket.socket, **options: Any) -> None:

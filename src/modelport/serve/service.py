@@ -23,9 +23,10 @@ import asyncio
 import contextlib
 import importlib.metadata
 import logging
+import os
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,6 +51,7 @@ __all__ = ["InferenceService", "LoadedModel", "ModelSource", "synthesize_feed"]
 log = logging.getLogger("modelport.serve")
 PLATFORM = "onnx_onnxv1"  # Triton's platform string for ONNX models
 _CHECK_EVERY_S = 0.02
+_PARALLEL_LOADS = max(1, min(4, os.cpu_count() or 1))  # models loaded at once at start-up
 
 
 class ModelSource(Protocol):
@@ -192,6 +194,9 @@ class InferenceService:
         self._closing = False
         self._startup: asyncio.Task[None] | None = None
         self.version = _package_version()
+        # The server's requests in flight (uvicorn's task set, given by ``make_server``); None
+        # when the server does not say, and then every request may have company.
+        self.requests: Sized | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -209,13 +214,20 @@ class InferenceService:
 
     async def _load_all(self) -> None:
         names = list(self._defaults) if not self.serve_all else self._repository_names()
-        for name in names:
+        # A few at a time: building a session and warming it up run mostly outside the GIL, so
+        # on a multi-core machine several models are ready sooner than one after the other.
+        gate = asyncio.Semaphore(_PARALLEL_LOADS)
+
+        async def load(name: str) -> None:
             ref = self._defaults.setdefault(name, name)
-            try:
-                await self._ensure(await asyncio.to_thread(self._resolve_uncached, ref))
-            except ModelportError as exc:
-                self._failed[name] = str(exc)
-                log.error("cannot load model %s: %s", name, exc)
+            async with gate:
+                try:
+                    await self._ensure(await asyncio.to_thread(self._resolve_uncached, ref))
+                except ModelportError as exc:
+                    self._failed[name] = str(exc)
+                    log.error("cannot load model %s: %s", name, exc)
+
+        await asyncio.gather(*(load(name) for name in names))
         self._started = True
         log.info("ready: %s", ", ".join(m.ref for m in self._loaded.values()) or "no models")
 
@@ -233,6 +245,11 @@ class InferenceService:
         for model in models:
             await asyncio.to_thread(model.batcher.join, 30.0)
         self._watch.close()
+
+    def alone(self) -> bool:
+        """True when exactly one request is in flight: the one asking."""
+        requests = self.requests
+        return requests is not None and len(requests) == 1
 
     def live(self) -> bool:
         return not self._closing
@@ -348,7 +365,7 @@ class InferenceService:
         found = self.source.load(label)  # checks every file's sha256 once, at load
         session = Session(found.model_path, config.session_options())
         metrics = self.metrics.for_model(name, str(version))
-        batcher = DynamicBatcher(session, config, metrics, label)
+        batcher = DynamicBatcher(session, config, metrics, label, alone=self.alone)
         if config.warmup:
             example = None
             with contextlib.suppress(ModelportError, OSError, ValueError):
