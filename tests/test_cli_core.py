@@ -149,3 +149,32 @@ def test_real_entry_point(doubler: Path, tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_every_listed_command_loads_lazily_and_by_its_name() -> None:
+    import subprocess
+    import sys
+
+    import click
+
+    from modelport.cli import _COMMAND_MODULES, cli
+
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name
+    # Every command a module defines is listed, so none is unreachable.
+    import importlib
+
+    defined = {
+        c.name for m in set(_COMMAND_MODULES.values()) for c in importlib.import_module(m).COMMANDS
+    }
+    assert defined == set(_COMMAND_MODULES)
+    # Starting the server's command does not import the converters' command modules.
+    code = (
+        "import sys; from modelport.cli import cli; import click;"
+        "cli.get_command(click.Context(cli), 'serve');"
+        "print(sorted(m for m in sys.modules if m.startswith('modelport.cli.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['modelport.cli.serve']"

@@ -1,7 +1,9 @@
 """The ``modelport`` command: a thin layer over the Python API.
 
-Each module of this package owns a group of commands and exposes them as ``COMMANDS``; errors
-from the error tree become one line on stderr and their exit code (``--debug`` shows tracebacks).
+Each module of this package owns a group of commands and exposes them as ``COMMANDS``; a
+module is imported only when one of its commands runs (or help lists them), so ``modelport
+serve`` starts without loading the converters' CLI. Errors from the error tree become one line on
+stderr and their exit code (``--debug`` shows tracebacks).
 """
 
 from __future__ import annotations
@@ -16,18 +18,34 @@ from modelport.errors import ModelportError
 
 __all__ = ["main"]
 
-# Modules that contribute commands; each defines COMMANDS: list[click.Command].
-_COMMAND_MODULES = (
-    "modelport.cli.core",  # convert, verify, inspect, providers
-    "modelport.cli.models",  # models ...
-    "modelport.cli.serve",  # serve
-    "modelport.cli.optimize",  # optimize
-    "modelport.cli.story",  # predict, bench, view, deploy
-    "modelport.cli.demo",  # demo
-)
+# Command name -> the module that defines it (in its COMMANDS: list[click.Command]).
+_COMMAND_MODULES = {
+    "convert": "modelport.cli.core",
+    "verify": "modelport.cli.core",
+    "inspect": "modelport.cli.core",
+    "providers": "modelport.cli.core",
+    "models": "modelport.cli.models",
+    "serve": "modelport.cli.serve",
+    "optimize": "modelport.cli.optimize",
+    "predict": "modelport.cli.story",
+    "bench": "modelport.cli.story",
+    "view": "modelport.cli.story",
+    "deploy": "modelport.cli.story",
+    "demo": "modelport.cli.demo",
+}
 
 
 class _Group(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module_name = _COMMAND_MODULES.get(cmd_name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(module_name)
+        return next(c for c in module.COMMANDS if c.name == cmd_name)
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # The group's own options and a missing command fail here, before invoke.
         try:
@@ -70,16 +88,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
 
-
-for _module_name in _COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(_module_name)
-    except ModuleNotFoundError as _exc:
-        if _exc.name != _module_name:
-            raise
-        continue
-    for _command in _module.COMMANDS:
-        cli.add_command(_command)
 
 
 def main() -> None:
