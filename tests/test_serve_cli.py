@@ -141,3 +141,18 @@ def test_config_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         load_config(None).with_options(max_batch_size="many")
     with pytest.raises(UsageError, match="max_batch_size must be at least 1"):
         ModelConfig(max_batch_size=0)
+
+
+def test_serving_a_mistyped_repository_or_empty_host_is_a_one_line_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from modelport.cli import cli
+    from modelport.repository import Repository
+
+    result = CliRunner().invoke(cli, ["serve", "--repo", str(tmp_path / "typo"), "--port", "0"])
+    assert result.exit_code == 2
+    assert "is not a modelport repository" in result.output
+    assert not (tmp_path / "typo").exists()
+    Repository(tmp_path / "repo")
+    result = CliRunner().invoke(cli, ["serve", "--repo", str(tmp_path / "repo"), "--host", " "])
+    assert result.exit_code == 2 and "the host is empty" in result.output

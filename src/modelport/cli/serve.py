@@ -104,7 +104,7 @@ def serve(
         from modelport.runtime import resolve_providers
 
         resolve_providers(config.defaults.providers)
-    repo = Repository(repo_dir)
+    repo = Repository(repo_dir, create=False)  # serving a mistyped path is an error
     service = InferenceService(repo, list(refs) or None, config)
     service.check_refs()  # an unknown REF is a one-line error before any port is bound
     sock = bind_socket(host, port)

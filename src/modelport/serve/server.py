@@ -29,6 +29,10 @@ def require_serve_extra() -> None:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
+    if not host.strip():
+        raise UsageError("the host is empty; give an address such as 127.0.0.1 or 0.0.0.0")
+    if not 0 <= port <= 65535:
+        raise UsageError(f"port {port} is out of range; use 0 (any free port) to 65535")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     # SO_REUSEADDR only lets us rebind over TIME_WAIT leftovers; a live listener still refuses.
