@@ -212,6 +212,11 @@ def render(cases: list[dict[str, Any]], argv: list[str], cpu: dict[str, Any]) ->
                 f"  modelport registered {report.registered} ({report.chosen}, the fastest that "
                 f"passed; tags {tags}); the whole optimize call took {case['wall_s']:.0f} s."
             )
+        elif any(c.passed for c in report.candidates):
+            verdicts.append(
+                "  modelport registered nothing: candidates passed the accuracy gate, but "
+                "`--quantize auto` registers only one that is faster than the float model here."
+            )
     lines += ["", "## Against the target", "", *verdicts, "", "## Reading", ""]
     lines += [f"- {line}" for line in reading(cases, cpu)]
     lines.append("")

@@ -175,6 +175,11 @@ class OptimizationReport:
             lines.append(f"registered {self.registered} ({self.chosen})")
         elif self.chosen:
             lines.append(f"chosen {self.chosen} (not registered)")
+        elif any(c.passed for c in self.candidates):
+            lines.append(
+                "candidates passed the gate but none is faster than the float model here; "
+                "nothing was registered"
+            )
         else:
             lines.append("no candidate passed the gate; nothing was registered")
         lines += [f"note: {n}" for n in self.notes]
