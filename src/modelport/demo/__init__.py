@@ -8,11 +8,13 @@ compare accuracy and speed with the original frameworks.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import statistics
 import tempfile
 import time
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -179,14 +181,20 @@ def _run(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from modelport.demo.models import train_cnn
+    with warnings.catch_warnings():  # Lightning's own deprecation noise, not the user's
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        from modelport.demo.models import train_cnn
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning_utilities"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # "GPU available: False", tips
 
     cnn = train_cnn(x_train, y_train, epochs=epochs)
     flat_train = x_train.reshape(len(x_train), -1)
     flat_test = x_test.reshape(len(x_test), -1)
     pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
     pipeline.fit(flat_train, y_train)
-    console.print(f"trained a Lightning CNN ({epochs} epochs) and a scikit-learn pipeline")
+    plural = "s" if epochs != 1 else ""
+    console.print(f"trained a Lightning CNN ({epochs} epoch{plural}) and a scikit-learn pipeline")
 
     console.rule("[bold]2. Convert to ONNX and verify parity")
     with console.status("converting and verifying the CNN (torch.export)..."):
@@ -204,6 +212,7 @@ def _run(
     console.print(f"registered {cnn_version.ref} and {sk_version.ref} in {workdir}")
 
     console.rule("[bold]4. Accuracy and speed: original framework vs ONNX Runtime")
+    console.print(f"timing {repeats} one-row predictions per model, one thread each")
     cnn_session = Session(cnn_version.model_path, SessionOptions(intra_op_threads=1))
     sk_session = Session(sk_version.model_path, SessionOptions(intra_op_threads=1))
     cnn_in = cnn_session.signature.inputs[0].name
@@ -282,6 +291,7 @@ def _run(
                 sk_onnx_ms,
             ),
         ]
+        console.rule("[bold]6. Results")
         for table in _summary_tables(result):
             console.print(table)
         console.print(

@@ -5,6 +5,8 @@ Imported only when the demo runs, because it imports torch and Lightning at modu
 
 from __future__ import annotations
 
+import warnings
+
 import lightning.pytorch as pl
 import numpy as np
 import torch
@@ -67,6 +69,8 @@ def train_cnn(
         enable_progress_bar=progress,
         callbacks=[RichProgressBar(leave=True)] if progress else [],
     )
-    trainer.fit(model, loader)
+    with warnings.catch_warnings():  # Lightning's own deprecation notice, not the user's
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        trainer.fit(model, loader)
     model.eval()
     return model
