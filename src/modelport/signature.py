@@ -72,7 +72,7 @@ def dtype_name(dtype: Any) -> str:
         return "str"
     if dt.name not in _TABLE:
         raise InputError(f"dtype {dt.name} is not supported; use one of {', '.join(_TABLE)}")
-    return dt.name
+    return str(dt.name)
 
 
 def numpy_dtype(name: str) -> np.dtype[Any]:

@@ -44,7 +44,8 @@ class _Group(click.Group):
         if module_name is None:
             return None
         module = importlib.import_module(module_name)
-        return next(c for c in module.COMMANDS if c.name == cmd_name)
+        command: click.Command = next(c for c in module.COMMANDS if c.name == cmd_name)
+        return command
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # The group's own options and a missing command fail here, before invoke.

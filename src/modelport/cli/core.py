@@ -51,8 +51,8 @@ def _write_json(path: Path, data: Any) -> None:
     if str(path) == "-":
         click.echo(text, nl=False)
         return
-    with atomic_write(path, "w") as fh:
-        fh.write(text)  # type: ignore[arg-type]
+    with atomic_write(path) as fh:
+        fh.write(text.encode())
 
 
 def _parse_dynamic_axes(values: tuple[str, ...]) -> dict[str, dict[int, str]] | None:

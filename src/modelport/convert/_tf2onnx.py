@@ -147,7 +147,7 @@ def export_tf_function(
     ]
     seen: dict[str, Any] = {}
 
-    @tf.function(input_signature=specs)
+    @tf.function(input_signature=specs)  # type: ignore[untyped-decorator]
     def exported(*args: Any) -> dict[str, Any]:
         outputs = fn.run(list(args))
         seen["outputs"] = outputs  # symbolic; only its structure is used, to name the outputs
@@ -180,7 +180,8 @@ def export_tf_function(
     model.graph.output.extend(sorted_outputs)
     _name_dims(model, options.dynamic_axes)
     model.graph.name = fn.name
-    return model
+    converted: onnx.ModelProto = model
+    return converted
 
 
 @contextlib.contextmanager

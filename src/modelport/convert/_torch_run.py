@@ -64,7 +64,7 @@ class TorchSample:
 def _to_numpy(value: Any, what: str) -> np.ndarray:
     torch = torch_module()
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
+        return np.asarray(value.detach().cpu().numpy())
     if hasattr(value, "to_numpy"):  # a DataFrame or Series read from a CSV or Parquet file
         value = value.to_numpy()
     try:

@@ -41,7 +41,7 @@ class Predictions:
     def read(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
         array = np.asarray(outputs[self.output])
         if self.how == "argmax":
-            return np.argmax(array.reshape(len(array), -1), axis=1)
+            return np.asarray(np.argmax(array.reshape(len(array), -1), axis=1))
         return array.reshape(len(array), -1)[:, 0] if array.ndim > 1 else array
 
 

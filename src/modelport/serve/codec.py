@@ -263,7 +263,7 @@ def _array_from_binary(raw: memoryview, info: _Input, shape: list[int]) -> np.nd
             f"{shape} of {spec.datatype} needs {count * dtype.itemsize}"
         )
     if kind == "bool":
-        return (np.frombuffer(raw, dtype=np.uint8) != 0).reshape(shape)
+        return np.frombuffer(raw, dtype=np.uint8).astype(bool).reshape(shape)
     array = np.frombuffer(raw, dtype=dtype).reshape(shape)
     if info.swap or not array.flags.aligned:
         array = array.astype(info.native)  # a copy: kernels want aligned, native data
@@ -377,4 +377,4 @@ def _binary(array: np.ndarray, datatype: str) -> bytes | memoryview:
         array = array.astype(np.uint8, copy=False)
     elif array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
-    return memoryview(np.ascontiguousarray(array)).cast("B")
+    return np.ascontiguousarray(array).data.cast("B")

@@ -42,7 +42,7 @@ def _model_paths(suffix: str, operation: dict[str, Any]) -> dict[str, Any]:
 
 
 def openapi_document(version: str) -> dict[str, Any]:
-    tensor_meta = {
+    tensor_meta: dict[str, Any] = {
         "type": "object",
         "properties": {
             "name": {"type": "string"},

@@ -106,7 +106,7 @@ def _http_protocol() -> Any:
     class Protocol(HttpToolsProtocol):  # type: ignore[misc]
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            self.transport = _CoalescingTransport(transport, self.loop)
+            self.transport = _CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
 
     return Protocol
 
