@@ -110,6 +110,11 @@ CORPUS: list[tuple[str, str, bytes, dict[str, str], int, str]] = [
      *_binary({"inputs": [{"name": "x_str", "shape": [1, 2], "datatype": "BYTES",
                            "parameters": {"binary_data_size": 11}}]},
               b"\x01\0\0\0a\x02\0\0\0\xff\xfe"), 400, "element 1 is not UTF-8"),
+    # a huge shape over a tiny body: refused before allocating room for its elements
+    ("bytes-binary-huge-shape", "types",
+     *_binary({"inputs": [{"name": "x_str", "shape": [10**11, 2], "datatype": "BYTES",
+                           "parameters": {"binary_data_size": 4}}]}, b"\0\0\0\0"), 400,
+     "ends before element 1"),
     ("unknown-model", "nosuch", _req(FOUR), {}, 404, "'nosuch' not found"),
     ("unknown-version", "mlp/versions/7", _req(FOUR), {}, 404, "no version 7"),
     ("unknown-alias", "mlp/versions/gold", _req(FOUR), {}, 404, "no alias 'gold'"),

@@ -41,7 +41,7 @@ def resolve_providers(providers: Sequence[str] | None) -> list[str]:
     available = available_providers()
     resolved = []
     for name in providers:
-        full = _SHORT_NAMES.get(name.lower(), name)
+        full = provider_full_name(name)
         if full not in available:
             raise UsageError(
                 f"execution provider {name!r} is not available here; available: "

@@ -27,9 +27,11 @@ def serialize_bytes_tensor(array: np.ndarray) -> bytes:
 def deserialize_bytes_tensor(raw: memoryview | bytes, count: int, name: str) -> np.ndarray:
     """Parse ``count`` length-prefixed elements into an object array of ``str``."""
     view = memoryview(raw)
-    out = np.empty(count, dtype=object)
-    pos = 0
     end = len(view)
+    # Elements are collected first and the array sized last: ``count`` comes from the client's
+    # shape, and np.empty of a huge one would fail (a 500) before the data is even looked at.
+    items: list[str] = []
+    pos = 0
     for i in range(count):
         if pos + 4 > end:
             raise InputError(f"input {name!r}: binary BYTES data ends before element {i}")
@@ -38,7 +40,7 @@ def deserialize_bytes_tensor(raw: memoryview | bytes, count: int, name: str) -> 
         if pos + length > end:
             raise InputError(f"input {name!r}: binary BYTES element {i} runs past the data")
         try:
-            out[i] = str(view[pos : pos + length], "utf-8")
+            items.append(str(view[pos : pos + length], "utf-8"))
         except UnicodeDecodeError:
             raise InputError(
                 f"input {name!r}: BYTES element {i} is not UTF-8 text (ONNX string tensors hold "
@@ -50,4 +52,6 @@ def deserialize_bytes_tensor(raw: memoryview | bytes, count: int, name: str) -> 
             f"input {name!r}: {end - pos} bytes of binary BYTES data left over after {count} "
             "elements"
         )
+    out = np.empty(count, dtype=object)
+    out[:] = items
     return out

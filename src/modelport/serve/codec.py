@@ -353,7 +353,7 @@ def encode_v2_response(
     for name, array in outputs.items():
         datatype = _v2_name(array.dtype)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
-        if request.binary_outputs.get(name, request.binary_default):
+        if request.wants_binary(name):
             raw = _binary(array, datatype)
             entry["parameters"] = {"binary_data_size": len(raw)}
             buffers.append(raw)

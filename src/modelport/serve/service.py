@@ -58,7 +58,8 @@ class ModelSource(Protocol):
     """What the service needs of a repository (``modelport.repository.Repository`` fits).
 
     ``resolve``/``load`` return a version with ``name``, ``version``, ``model_path``,
-    ``signature`` and ``input_example()``; ``list_models`` items have ``name`` and ``aliases``.
+    ``signature`` and ``input_example()``; ``list_models`` items have ``name``; ``list_versions``
+    items have ``version`` and ``aliases`` (a list of names).
     """
 
     def resolve(self, ref: str) -> Any: ...
@@ -395,15 +396,13 @@ class InferenceService:
     def model_metadata(self, model: str, version: str | None = None) -> dict[str, Any]:
         found = self.resolve(model, version)
         signature: Signature = found.signature
-        versions = [str(v.version) for v in self.source.list_versions(found.name)]
-        aliases = {}
-        for info in self.source.list_models():
-            if info.name == found.name:
-                aliases = {alias: str(v) for alias, v in dict(info.aliases).items()}
-                break
+        # One query for both: each version knows its aliases (listing every model would read
+        # the whole index for one model's aliases).
+        versions = self.source.list_versions(found.name)
+        aliases = {alias: str(v.version) for v in versions for alias in v.aliases}
         return {
             "name": found.name,
-            "versions": versions,
+            "versions": [str(v.version) for v in versions],
             "platform": PLATFORM,
             "inputs": [_tensor(spec) for spec in signature.inputs],
             "outputs": [_tensor(spec) for spec in signature.outputs],
@@ -423,7 +422,6 @@ class InferenceService:
 
     def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = []
-        loaded_names = {name for name, _ in self._loaded}
         for name in self._repository_names():
             if not self.serve_all and name not in self._defaults:
                 continue
@@ -437,7 +435,7 @@ class InferenceService:
                     entry["reason"] = self._failed[name]
                 elif name in self._unloaded:
                     entry["reason"] = "unloaded"
-                elif name not in loaded_names:
+                else:
                     entry["reason"] = "not loaded yet"
                 entries.append(entry)
         return entries
