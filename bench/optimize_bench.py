@@ -10,7 +10,7 @@ does (calibration: 512 training rows; evaluation: the 540 test rows with their l
 thread, interleaved with the float model in short slices; the figure is the median latency of
 one call at batch 1 and 32.
 
-    python -m bench.optimize_bench [--seconds 4] [--out bench/RESULTS-optimize.md]
+    python -m bench optimize [--seconds 4] [--out bench/RESULTS-optimize.md]
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def render(cases: list[dict[str, Any]], argv: list[str], cpu: dict[str, Any]) ->
     lines = [
         "# Optimize and quantize: fp32 against int8, behind the accuracy gate",
         "",
-        f"Command: `{shlex.join(['python', '-m', 'bench.optimize_bench', *argv])}`",
+        f"Command: `{shlex.join(['python', '-m', 'bench', 'optimize', *argv])}`",
         "",
         f"Machine: {cpu['model']}, {cpu['cores']} cores ({isa}); "
         + ", ".join(f"{k} {v}" for k, v in versions.items()),
@@ -292,7 +292,7 @@ def _kib(value: int | None) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.optimize_bench")
+    parser = argparse.ArgumentParser(prog="python -m bench optimize")
     parser.add_argument("--seconds", type=float, default=4.0, help="timing per model")
     parser.add_argument("--epochs", type=int, default=6, help="CNN training epochs")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)

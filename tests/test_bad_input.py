@@ -33,6 +33,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "mlp_x": root / "mlp_x.npy",
         "nan": root / "nan.npy",
         "empty": root / "empty.npy",
+        "header_only": root / "header_only.csv",
         "garbage": root / "garbage.npy",
         "truncated_npz": root / "truncated.npz",
         "pickle": root / "model.pkl",
@@ -44,6 +45,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     np.save(paths["mlp_x"], np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32))
     np.save(paths["nan"], np.full((8, 4), np.nan, np.float32))
     paths["empty"].write_bytes(b"")
+    paths["header_only"].write_text("x_0,x_1,x_2\n")
     paths["garbage"].write_bytes(b"garbage, not an array")
     np.savez(root / "whole.npz", x=np.ones((3, 3), np.float32))
     whole = (root / "whole.npz").read_bytes()
@@ -117,6 +119,8 @@ def test_debug_keeps_clicks_usage_block(files: dict[str, Path]) -> None:
         (["convert", "{doubler}", "-o", "{dir}/o.onnx", "--sample", "{empty}"], "it is empty"),
         (["verify", "{doubler}", "--sample", "{garbage}"], "no NumPy header"),
         (["convert", "{doubler}", "-o", "{dir}/o.onnx", "--sample", "{truncated_npz}"], "cannot read"),
+        # a table with a header and no rows ("shape [0, 0]" mismatch before)
+        (["convert", "{doubler}", "-o", "{dir}/o.onnx", "--sample", "{header_only}"], "has no rows"),
         (["models", "--repo", "{repo}", "register", "{doubler}", "-n", "z", "--sample", "{dir}"],
          "is a directory"),
         (["predict", "{doubler}", "-i", "{empty}", "-o", "{dir}/p.npy", "-q"], "it is empty"),

@@ -240,9 +240,16 @@ def benchmark(
         duration = _DEFAULT_DURATION
 
     resolved = resolve_model_file(model, repo)
-    probe = Session(resolved.path, SessionOptions(providers=tuple(providers or ())))
-    signature = probe.signature
-    del probe
+
+    def make_session(n_threads: int) -> Session:
+        options = SessionOptions(
+            providers=tuple(providers or ()), intra_op_threads=n_threads, inter_op_threads=1
+        )
+        return Session(resolved.path, options)
+
+    # The first thread count's session also gives the signature: the model is loaded once less.
+    first = make_session(threads[0])
+    signature = first.signature
     notes: list[str] = []
 
     example = _as_feed(sample, signature) if sample is not None else None
@@ -270,11 +277,8 @@ def benchmark(
         batch_sizes = [batch]  # type: ignore[list-item]
 
     measurements: list[Measurement] = []
-    for n_threads in threads:
-        options = SessionOptions(
-            providers=tuple(providers or ()), intra_op_threads=n_threads, inter_op_threads=1
-        )
-        session = Session(resolved.path, options)
+    for i, n_threads in enumerate(threads):
+        session = first if i == 0 else make_session(n_threads)
         for batch in batch_sizes:
             feed = tile_feed(example, batch)
             if progress:

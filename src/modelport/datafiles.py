@@ -45,12 +45,8 @@ def read_sample(path: str | Path) -> Any:
             check_numpy_file(path)
             with np.load(path, allow_pickle=False) as npz:
                 return {key: npz[key] for key in npz.files}
-        if suffix == ".csv":
-            return require("pandas", "io").read_csv(path)
-        if suffix == ".parquet":
-            return require("pandas", "io").read_parquet(path)
-        if suffix == ".jsonl":
-            return require("pandas", "io").read_json(path, lines=True)
+        if suffix in (".csv", ".parquet", ".jsonl"):
+            return _non_empty(_read_table(path, suffix), path)
         if suffix == ".json":
             data = json.loads(path.read_text())
             if isinstance(data, dict):
@@ -63,6 +59,22 @@ def read_sample(path: str | Path) -> Any:
     raise InputError(
         f"unsupported sample file {path.name!r}; use one of {', '.join(SUFFIXES)}"
     )
+
+
+def _read_table(path: Path, suffix: str) -> Any:
+    pandas = require("pandas", "io")
+    if suffix == ".csv":
+        return pandas.read_csv(path)
+    if suffix == ".parquet":
+        return pandas.read_parquet(path)
+    return pandas.read_json(path, lines=True)
+
+
+def _non_empty(frame: Any, path: Path) -> Any:
+    # An empty table would otherwise surface later as a baffling "shape [0, 0]" mismatch.
+    if len(frame) == 0:
+        raise InputError(f"sample file {str(path)!r} has no rows; give at least one")
+    return frame
 
 
 def check_numpy_file(path: Path) -> None:

@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from modelport.errors import RepositoryError
 
@@ -365,6 +364,3 @@ class Index:
         conn.execute("DELETE FROM tags WHERE name = ? AND version = ?", (name, version))
         conn.execute("DELETE FROM versions WHERE name = ? AND version = ?", (name, version))
 
-
-def row_dict(row: sqlite3.Row | None) -> dict[str, Any] | None:
-    return None if row is None else {key: row[key] for key in row.keys()}  # noqa: SIM118
