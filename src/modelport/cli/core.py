@@ -171,10 +171,10 @@ def convert(
     from rich.markup import escape
 
     console = _console()
-    exporter = result.source.get("exporter")
+    used_exporter = result.source.get("exporter")
     console.print(
         f"[bold]{escape(str(model))}[/bold]: {result.framework}"
-        + escape(f" ({exporter})" if exporter else "")
+        + escape(f" ({used_exporter})" if used_exporter else "")
     )
     console.print(signature_table(result.signature))
     for note in result.notes:
