@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from modelport.cli._options import repo_option
 from modelport.cli._render import (
     escape,
     models_table,
@@ -38,13 +39,7 @@ _REPO_KEY = "models_repo"
 def _repo_option(func: F) -> F:
     # --repo is accepted on the group and on every command ("--repo anywhere"); a command's
     # own --repo wins over the group's.
-    return click.option(
-        "--repo",
-        "repo_dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Repository directory (default: $MODELPORT_HOME or ~/.local/share/modelport).",
-    )(func)
+    return repo_option()(func)
 
 
 def _open(repo_dir: Path | None, create: bool = False) -> Repository:
@@ -83,14 +78,7 @@ def _version_of(repo: Repository, ref: str) -> tuple[str, int | None]:
 
 
 @click.group(name="models")
-@click.option(
-    "--repo",
-    "repo_dir",
-    envvar="MODELPORT_HOME",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Repository directory (default: $MODELPORT_HOME or ~/.local/share/modelport).",
-)
+@repo_option()
 @click.pass_context
 def models(ctx: click.Context, repo_dir: Path | None) -> None:
     """Register, version, alias, tag, export and import models in a repository."""

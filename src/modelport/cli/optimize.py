@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from modelport.cli._options import repo_option
 from modelport.errors import VerificationFailedError
 
 if TYPE_CHECKING:
@@ -21,12 +22,7 @@ _MODES = ("auto", "dynamic", "static")
 
 @click.command("optimize")
 @click.argument("ref")
-@click.option(
-    "--repo",
-    "repo_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Repository directory (default: $MODELPORT_HOME, else a per-user data directory).",
-)
+@repo_option()
 @click.option(
     "--level",
     type=click.Choice(_LEVELS),

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import click
 
+from modelport.cli._options import repo_option
+
 __all__ = ["COMMANDS", "serve"]
 
 
 @click.command("serve")
 @click.argument("refs", nargs=-1, metavar="[REF]...")
-@click.option("--repo", "repo_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Repository directory (default: $MODELPORT_HOME or the per-user one).")
+@repo_option()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port, printed at start).")

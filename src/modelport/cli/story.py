@@ -11,10 +11,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from modelport.cli._options import repo_option
+
 __all__ = ["COMMANDS"]
-
-_REPO_HELP = "Model repository directory (default: $MODELPORT_HOME or the per-user data dir)."
-
 
 def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
     if value is None:
@@ -47,7 +46,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     type=click.Path(path_type=Path),
     help="Where predictions go; the suffix picks the format (.npy .npz .csv .parquet .json .jsonl).",
 )
-@click.option("--repo", type=click.Path(path_type=Path), default=None, help=_REPO_HELP)
+@repo_option("repo")
 @click.option("--server", default=None, help="Score on a running modelport server (base URL).")
 @click.option("--batch-size", type=int, default=1024, show_default=True, help="Rows per chunk.")
 @click.option("--output-name", multiple=True, help="Only these outputs (repeatable).")
@@ -93,7 +92,7 @@ def predict_command(
 # --------------------------------------------------------------------------- bench
 @click.command("bench")
 @click.argument("model")
-@click.option("--repo", type=click.Path(path_type=Path), default=None, help=_REPO_HELP)
+@repo_option("repo")
 @click.option(
     "--native",
     default=None,
@@ -158,7 +157,7 @@ def bench_command(
 # --------------------------------------------------------------------------- view
 @click.command("view")
 @click.argument("model")
-@click.option("--repo", type=click.Path(path_type=Path), default=None, help=_REPO_HELP)
+@repo_option("repo")
 @click.option("--port", type=int, default=None, help="Port on 127.0.0.1 (default: a free one).")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser (headless use).")
 def view_command(model: str, repo: Path | None, port: int | None, no_browser: bool) -> None:
@@ -175,7 +174,7 @@ def view_command(model: str, repo: Path | None, port: int | None, no_browser: bo
 @click.command("deploy")
 @click.argument("ref")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="New directory.")
-@click.option("--repo", type=click.Path(path_type=Path), default=None, help=_REPO_HELP)
+@repo_option("repo")
 @click.option("--image", default=None, help="Image name (default: modelport-NAME:VERSION).")
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--wheel", type=click.Path(path_type=Path), default=None, help="modelport wheel.")
