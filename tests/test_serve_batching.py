@@ -8,6 +8,7 @@ import json
 import math
 import re
 import time
+from typing import Any
 
 import httpx
 import numpy as np
@@ -177,24 +178,32 @@ def test_slow_model_runs_on_its_worker() -> None:
     asyncio.run(main())
 
 
-def test_lone_request_of_a_fast_model_runs_at_once_and_company_still_batches() -> None:
+def test_enqueue_calls_each_caller_back_with_its_rows_after_one_shared_run() -> None:
     async def main() -> None:
-        crowd = [1]  # requests in flight, as the server would count them
-        session = Session(gather_model(), SessionOptions(intra_op_threads=1))
-        batcher = DynamicBatcher(session, ModelConfig(), Metrics().for_model("m", "1"), "m:1",
-                                 alone=lambda: len(crowd) == 1)
+        batcher = _batcher(gather_model(), inline_max_ms=100.0)
         batcher.run_now({"idx": np.array([0], np.int64)})
         batcher.start()
-        for i in range(3):
-            result = await batcher.run({"idx": np.array([i], np.int64)})
-            np.testing.assert_array_equal(result["y"], [[2 * i, 2 * i + 1]])
-        assert batcher.direct_runs == 3 and batcher.runs == 3
-        crowd.extend(range(7))  # eight in flight: they must wait for the turn and share a run
-        feeds = [np.array([i], np.int64) for i in range(8)]
-        results = await asyncio.gather(*(batcher.run({"idx": f}) for f in feeds))
-        for feed, result in zip(feeds, results, strict=True):
-            np.testing.assert_array_equal(result["y"], np.arange(20).reshape(10, 2)[feed])
-        assert batcher.direct_runs == 3 and batcher.runs == 4 and batcher.max_rows_seen == 8
+        answers: dict[int, np.ndarray] = {}
+        done = asyncio.Event()
+
+        def callback(i: int) -> Any:
+            def got(value: dict[str, np.ndarray] | None, error: BaseException | None) -> None:
+                assert error is None and value is not None
+                answers[i] = value["y"]
+                if len(answers) == 7:
+                    done.set()
+            return got
+
+        gone = {"idx": np.array([9], np.int64)}  # its client left: never run, never answered
+        batcher.enqueue(gone, None, lambda v, e: answers.setdefault(-1, v), lambda: True)
+        for i in range(7):
+            batcher.enqueue({"idx": np.array([i, 6 - i], np.int64)}, None, callback(i))
+        assert not answers  # nothing runs inside enqueue: the turn has to end first
+        await asyncio.wait_for(done.wait(), 5)
+        for i in range(7):
+            np.testing.assert_array_equal(answers[i], np.arange(20).reshape(10, 2)[[i, 6 - i]])
+        assert -1 not in answers
+        assert batcher.loop_runs == 1 and batcher.runs == 1 and batcher.max_rows_seen == 14
         batcher.close()
         batcher.join(5)
 
@@ -283,7 +292,7 @@ def test_queue_full_is_503_and_the_server_recovers(repo: Repository) -> None:
         assert sum(failures.values()) == codes.count(503)
 
 
-def test_sequential_requests_to_a_fast_model_skip_the_batch_hand_off(repo: Repository) -> None:
+def test_inference_requests_take_the_protocols_lane(repo: Repository) -> None:
     x = np.random.default_rng(6).normal(size=(3, 4)).astype(np.float32)
     # inline_max_ms=100: "fast" must not depend on how busy a shared CI core is.
     fast = ModelConfig(inline_max_ms=100)
@@ -296,9 +305,11 @@ def test_sequential_requests_to_a_fast_model_skip_the_batch_hand_off(repo: Repos
             scores = next(o for o in answer["outputs"] if o["name"] == "scores")
             np.testing.assert_allclose(np.array(scores["data"]).reshape(3, 3),
                                        mlp_reference(x, 0), rtol=1e-5)
+        v1 = client.post("/v1/models/mlp:predict", json={"instances": x.tolist()})
+        assert v1.status_code == 200 and len(v1.json()["predictions"]) == 3
         batcher = srv.app.state.service.loaded()[0].batcher
-        # uvicorn counted one request in flight each time: run on the spot, no turn, no worker
-        assert batcher.direct_runs == 5 and batcher.runs == 5
+        assert batcher.loop_runs == 6 and batcher.runs == 6  # on the loop, not the worker
+        assert srv.app.lane_answers == 6  # answered by the protocol, without the ASGI app
 
 
 def test_alias_switch_while_serving(repo: Repository) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Sized
+from collections.abc import AsyncIterator
 
 import orjson
 from starlette.applications import Starlette
@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from modelport.errors import ModelportError, PayloadTooLargeError
-from modelport.serve import simple, v2
+from modelport.serve import infer, simple, v2
 from modelport.serve.service import InferenceService
 
 __all__ = ["ModelportApp", "create_app", "error_response"]
@@ -111,10 +111,11 @@ def create_app(service: InferenceService, *, wait_for_models: bool = False) -> M
 
 
 class ModelportApp:
-    """The ASGI app: auth and body size limit for every request, a fast path for inference
-    (V2 ``/infer`` and V1 ``:predict`` are handled here, body to body, without Starlette's
-    routing, request objects and middleware: they are the hot path), everything else through
-    the Starlette app. Errors on the fast path render exactly as the Starlette handler does."""
+    """The ASGI app: auth and body size limit for every request, inference (V2 ``/infer`` and V1
+    ``:predict``) handled here, body to body, without Starlette's routing, request objects and
+    middleware, everything else through the Starlette app. (Under ``modelport serve`` most
+    inference requests never get here: the server's protocol answers them itself, see
+    ``modelport.serve.protocol``; this is the path for the rest.)"""
 
     def __init__(self, starlette: Starlette, service: InferenceService) -> None:
         self.starlette = starlette
@@ -124,11 +125,15 @@ class ModelportApp:
         token = config.auth_token
         self.expected = f"bearer {token}".encode() if token else None
         self.max_body_bytes = config.max_body_bytes
+        self.lane_answers = 0  # inference requests the server's protocol answered itself
 
-    def watch_requests(self, requests: Sized) -> None:
-        """Tell the service which collection holds the server's requests in flight (its size is
-        what lets a lone request skip batching)."""
-        self.service.requests = requests
+    def authorized(self, path: str, authorization: bytes) -> bool:
+        """Whether a request for ``path`` with this Authorization header value may pass."""
+        if self.expected is None or path.startswith("/v2/health/"):
+            return True
+        scheme, _, _ = authorization.partition(b" ")
+        given = scheme.lower() + authorization[len(scheme) :]
+        return hmac.compare_digest(given, self.expected)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,77 +153,47 @@ class ModelportApp:
             elif key == b"inference-header-content-length":
                 header_length = value.decode("latin-1")
         path: str = scope["path"]
-        if self.expected is not None and not path.startswith("/v2/health/"):
-            scheme, _, _ = authorization.partition(b" ")
-            given = scheme.lower() + authorization[len(scheme) :]
-            if not hmac.compare_digest(given, self.expected):
-                message = "missing bearer token" if not authorization else "wrong bearer token"
-                response = error_response(
-                    401,
-                    f"{message}; send the header 'Authorization: Bearer <token>'",
-                    {"WWW-Authenticate": "Bearer"},
-                )
-                await response(scope, receive, send)
-                return
+        if not self.authorized(path, authorization):
+            message = "missing bearer token" if not authorization else "wrong bearer token"
+            response = error_response(
+                401,
+                f"{message}; send the header 'Authorization: Bearer <token>'",
+                {"WWW-Authenticate": "Bearer"},
+            )
+            await response(scope, receive, send)
+            return
         limit = self.max_body_bytes
         if length > limit:
             response = error_response(413, _too_large(length, limit))
             await response(scope, receive, send)
             return
         if scope["method"] == "POST":
-            target = v2.match_infer(path)
+            target = infer.match(path)
             if target is not None:
-                await self._fast(send, receive, length, target, header_length)
-                return
-            ref = simple.match_predict(path)
-            if ref is not None:
-                await self._fast(send, receive, length, ref, None)
+                await self._infer(send, receive, length, target, header_length)
                 return
         if length < 0:  # no Content-Length: count while reading
             receive = _limited(receive, limit)
         await self.starlette(scope, receive, send)
 
-    async def _fast(
+    async def _infer(
         self,
         send: Send,
         receive: Receive,
         length: int,
-        target: tuple[str, str | None] | str,
+        target: infer.Target,
         header_length: str | None,
     ) -> None:
-        headers: list[tuple[bytes, bytes]]
         try:
             body = await _read_body(receive, length, self.max_body_bytes)
             if body is None:
                 return  # the client went away
-            if isinstance(target, tuple):
-                content, json_size = await v2.infer_bytes(
-                    self.service, target[0], target[1], body, header_length
-                )
-                if json_size is None:
-                    headers = [(b"content-type", b"application/json")]
-                else:
-                    headers = [
-                        (b"content-type", b"application/octet-stream"),
-                        (b"inference-header-content-length", b"%d" % json_size),
-                    ]
-            else:
-                content = await simple.predict_bytes(self.service, target, body)
-                headers = [(b"content-type", b"application/json")]
-            status = 200
-        except ModelportError as exc:
-            if exc.http_status >= 500:
-                log.warning("inference request -> %d: %s", exc.http_status, exc)
-            status, content = exc.http_status, orjson.dumps({"error": str(exc)})
-            headers = [(b"content-type", b"application/json")]
-        except Exception:
-            log.exception("inference request failed")
-            status = 500
-            content = orjson.dumps({"error": "internal server error; see the server log"})
-            headers = [(b"content-type", b"application/json")]
-        headers.append((b"content-length", b"%d" % len(content)))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
+            reply = await infer.call(self.service, target, body, header_length)
+        except ModelportError as exc:  # the body was too large
+            reply = infer.error_reply(exc.http_status, str(exc))
+        headers = [*reply.headers, (b"content-length", b"%d" % len(reply.body))]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body})
 
 
 async def _read_body(receive: Receive, length: int, limit: int) -> bytes | None:

@@ -1,23 +1,24 @@
 """``DynamicBatcher``: coalesces concurrent requests for one loaded model version into one run.
 
-Requests arrive on the event loop; each batcher picks, per request, one of two places to run:
+Callers hand a checked feed and a callback to ``enqueue`` on the event loop (``run`` is the same
+as a coroutine); the callback gets exactly the caller's rows. Each request runs in one of two
+places:
 
 * **The model's worker thread** (one per loaded version), for models whose runs are slow: the
-  event loop puts the feed on a queue and awaits a future; the worker takes what has queued up
-  (up to ``max_batch_size`` rows of requests with the same non-batch shapes), concatenates it into
-  one session run, splits the outputs back by rows and resolves each caller's future on its loop.
-  ONNX Runtime releases the GIL, so the loop keeps parsing requests meanwhile. With
-  ``max_queue_delay_ms = 0`` (the default) the worker never waits for company: a batch is what
-  arrived while the previous run was busy, so batching costs nothing at low load and grows with
-  the load; a positive delay lets the first request of a batch wait that long for more rows.
+  loop puts the feed on a queue; the worker takes what has queued up (up to ``max_batch_size``
+  rows of requests with the same non-batch shapes), concatenates it into one session run, splits
+  the outputs back by rows and calls each caller back on its loop. ONNX Runtime releases the
+  GIL, so the loop keeps parsing requests meanwhile. With ``max_queue_delay_ms = 0`` (the
+  default) the worker never waits for company: a batch is what arrived while the previous run
+  was busy, so batching costs nothing at low load and grows with the load; a positive delay lets
+  the first request of a batch wait that long for more rows.
 * **The event loop itself**, for models whose recent runs took at most ``inline_max_ms`` (1 ms by
-  default): the requests that reach the model in the same turn of the loop are batched the same
-  way and run right after that turn. Handing a 50 us run to a thread
-  and back costs more than the run (two wake-ups and a GIL hand-over each way), and the loop is
-  never held for longer than such a short run. The run times are a moving average, so a model
-  whose batches grow slow moves to its worker by itself, and back. A request that is the only
-  one the server has in flight (``alone``, from uvicorn's count) skips even the turn: with
-  nothing to batch with, it runs at once, inside its own request.
+  default): the requests that reach the model in the same turn of the loop (every connection
+  with a request ready is read in one turn) are batched the same way and run in one callback
+  right after that turn. Handing a 50 us run to a thread and back costs more than the run (two
+  wake-ups and a GIL hand-over each way), and the loop is never held for longer than such a
+  short run. The run times are a moving average, so a model whose batches grow slow moves to its
+  worker by itself, and back.
 
 A batched run that fails (one bad request poisons the batch) is retried one request at a time, so
 only the guilty request gets the error. An output without a batch axis turns batching off for the
@@ -94,15 +95,19 @@ def _runner(session: Session) -> Callable[[Mapping[str, np.ndarray], Sequence[st
     return run
 
 
+def _never() -> bool:
+    return False
+
+
 @dataclass(eq=False)
 class _Item:
     feed: Mapping[str, np.ndarray]
     outputs: tuple[str, ...] | None
-    future: asyncio.Future[Outputs]
+    done: Callable[[Outputs | None, BaseException | None], None]  # called on ``loop``
+    abandoned: Callable[[], bool]  # True: nobody waits for the answer any more, skip the run
     loop: asyncio.AbstractEventLoop
     rows: int  # -1: cannot share a run (batching off, or inputs disagree on the batch size)
     key: tuple[object, ...]  # non-batch shapes; only equal keys share a run
-    on_worker: bool = True
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -115,12 +120,8 @@ class DynamicBatcher:
         config: ModelConfig,
         metrics: ModelMetrics,
         label: str,
-        alone: Callable[[], bool] | None = None,
     ) -> None:
         self.session = session
-        # True when the request asking is the only one the server has in flight (None: the
-        # server cannot tell); such a request of a fast model runs at once, see ``run``.
-        self._alone = alone
         self.config = config
         self.metrics = metrics
         self.label = label
@@ -136,10 +137,8 @@ class DynamicBatcher:
         self.runs = 0
         self.max_rows_seen = 0
         self.loop_runs = 0
-        self.direct_runs = 0  # loop runs of a lone request, without the turn's hand-off
         self._inline_s = config.inline_max_ms / 1000.0
         self._recent_s = math.inf  # moving average of run durations (unknown: use the worker)
-        self._busy = 0  # on the worker's side and not yet settled (touched on the loop only)
         self._turn: list[_Item] | None = None  # requests to run after this turn of the loop
 
     def start(self) -> None:
@@ -147,43 +146,63 @@ class DynamicBatcher:
 
     # -- the event loop's side ----------------------------------------------------------------
 
-    async def run(
-        self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
-    ) -> Outputs:
-        """Run one checked feed and return exactly its rows of every (requested) output."""
+    def enqueue(
+        self,
+        feed: Mapping[str, np.ndarray],
+        outputs: Sequence[str] | None,
+        done: Callable[[Outputs | None, BaseException | None], None],
+        abandoned: Callable[[], bool] = _never,
+        alone: bool = False,
+    ) -> None:
+        """Run one checked feed; ``done(rows, None)`` or ``done(None, error)`` is called on the
+        caller's loop with exactly its rows of every (requested) output, unless ``abandoned()``
+        says by then that nobody waits for them. Call it on the running event loop.
+        UnavailableError when closed or the worker's queue is full.
+
+        ``alone``: the caller knows that no other request can reach this model in this turn
+        (the server has one connection); a fast model then runs at once, inside this call,
+        without waiting for the turn to end (nothing could join it)."""
+        loop = asyncio.get_running_loop()
         if self._recent_s <= self._inline_s and not self._closed:
-            if self._turn is None and not self._busy and self._alone is not None \
-                    and self._alone():
-                # Nothing to batch with: no other request is in flight anywhere in the server
-                # (any that arrives now waits in the socket until this short run is done), so
-                # the turn's future, callback and extra loop step would be pure latency.
-                return self._run_direct(feed, outputs)
-            loop = asyncio.get_running_loop()
-            item = self._item(feed, outputs, loop, on_worker=False)
+            item = self._item(feed, outputs, loop, done, abandoned)
+            if alone and self._turn is None:
+                self.loop_runs += 1
+                _settle(self._execute([item]), self)
+                return
             if self._turn is None:
                 self._turn = [item]
                 loop.call_soon(self._run_turn)
             else:
                 self._turn.append(item)
-            return await item.future
-        return await self.submit(feed, outputs)
+            return
+        self._to_worker(feed, outputs, loop, done, abandoned)
 
-    def _run_direct(
-        self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None
+    async def run(
+        self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
     ) -> Outputs:
-        self.loop_runs += 1
-        self.direct_runs += 1
-        self.metrics.queue.observe(0.0)
-        result, error = self._run_one(feed, tuple(outputs) if outputs else None)
-        if error is not None:
-            raise error
-        assert result is not None
-        return result
+        """``enqueue`` as a coroutine."""
+        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+        self.enqueue(feed, outputs, _resolver(future), future.cancelled)
+        return await future
 
     def submit(
         self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
     ) -> asyncio.Future[Outputs]:
-        """Queue a checked feed for the worker; the future resolves to this request's rows."""
+        """Queue a checked feed for the worker, however fast the model; the future resolves to
+        this request's rows."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outputs] = loop.create_future()
+        self._to_worker(feed, outputs, loop, _resolver(future), future.cancelled)
+        return future
+
+    def _to_worker(
+        self,
+        feed: Mapping[str, np.ndarray],
+        outputs: Sequence[str] | None,
+        loop: asyncio.AbstractEventLoop,
+        done: Callable[[Outputs | None, BaseException | None], None],
+        abandoned: Callable[[], bool],
+    ) -> None:
         if self._closed:
             raise UnavailableError(f"model {self.label} is unloading; retry on another replica")
         if self._queue.qsize() >= self.config.max_queue_size:
@@ -191,22 +210,19 @@ class DynamicBatcher:
                 f"model {self.label} has {self.config.max_queue_size} requests waiting (its "
                 "queue is full); retry later or raise max_queue_size"
             )
-        item = self._item(feed, outputs, asyncio.get_running_loop(), on_worker=True)
-        self._busy += 1
-        self._queue.put(item)
-        return item.future
+        self._queue.put(self._item(feed, outputs, loop, done, abandoned))
 
     def _item(
         self,
         feed: Mapping[str, np.ndarray],
         outputs: Sequence[str] | None,
         loop: asyncio.AbstractEventLoop,
-        on_worker: bool,
+        done: Callable[[Outputs | None, BaseException | None], None],
+        abandoned: Callable[[], bool],
     ) -> _Item:
         rows, key = self._shape_key(feed)
         self.metrics.pending.inc()
-        return _Item(feed, tuple(outputs) if outputs else None, loop.create_future(), loop,
-                     rows, key, on_worker)
+        return _Item(feed, tuple(outputs) if outputs else None, done, abandoned, loop, rows, key)
 
     def _shape_key(self, feed: Mapping[str, np.ndarray]) -> tuple[int, tuple[object, ...]]:
         if not self.batching:
@@ -320,8 +336,8 @@ class DynamicBatcher:
 
     def _execute(self, batch: list[_Item]) -> list[_Result]:
         """Run a group of compatible requests as one session run; split the rows back."""
-        cancelled = [(item, None, None) for item in batch if item.future.cancelled()]
-        batch = [item for item in batch if not item.future.cancelled()]
+        cancelled = [(item, None, None) for item in batch if item.abandoned()]
+        batch = [item for item in batch if not item.abandoned()]
         if not batch:
             return cancelled  # type: ignore[return-value]
         start = time.perf_counter()
@@ -381,19 +397,30 @@ class DynamicBatcher:
 
 
 def _settle(entries: Iterable[_Result], batcher: DynamicBatcher) -> None:
-    """On the caller's loop: settle each future (unless its caller already gave up)."""
+    """On the caller's loop: hand each caller its rows or its error."""
     metrics = batcher.metrics
     for item, value, error in entries:
         metrics.pending.dec()
-        if item.on_worker:
-            batcher._busy -= 1
-        if item.future.done():
-            continue
+        if value is None and error is None:
+            continue  # abandoned: not run
+        try:
+            item.done(value, error)
+        except Exception:  # one caller's failing callback must not strand the others
+            log.exception("answering a request of %s failed", batcher.label)
+
+
+def _resolver(
+    future: asyncio.Future[Outputs],
+) -> Callable[[Outputs | None, BaseException | None], None]:
+    def resolve(value: Outputs | None, error: BaseException | None) -> None:
+        if future.done():
+            return  # the caller gave up
         if error is not None:
-            item.future.set_exception(error)
+            future.set_exception(error)
         else:
-            assert value is not None
-            item.future.set_result(value)
+            future.set_result(value)  # type: ignore[arg-type]
+
+    return resolve
 
 
 def _union(requested: Iterable[tuple[str, ...] | None]) -> tuple[str, ...] | None:

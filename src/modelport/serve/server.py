@@ -58,59 +58,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _CoalescingTransport:
-    """uvicorn writes a response's head and body with two ``write`` calls: two segments, two
-    wake-ups of the client. This holds the head until the body comes (same loop step for our
-    responses) and sends both in one vectored write; a head with no body yet (HEAD, 100-continue,
-    a streamed body) still goes out at the end of the loop step."""
-
-    __slots__ = ("_head", "_loop", "_transport")
-
-    def __init__(self, transport: Any, loop: Any) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._head: bytes | None = None
-
-    def write(self, data: bytes) -> None:
-        head = self._head
-        if head is not None:
-            self._head = None
-            self._transport.writelines((head, data))
-        elif data[:9] == b"HTTP/1.1 " and data[9:12] != b"100":
-            self._head = data
-            self._loop.call_soon(self._flush)
-        else:
-            self._transport.write(data)
-
-    def _flush(self) -> None:
-        head = self._head
-        if head is not None:
-            self._head = None
-            self._transport.write(head)
-
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-def _http_protocol() -> Any:
-    """uvicorn's httptools protocol with coalesced writes; "auto" if httptools is missing."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:
-        return "auto"
-
-    class Protocol(HttpToolsProtocol):  # type: ignore[misc]
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self.transport = _CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
-
-    return Protocol
-
-
 def make_server(
     app: Any,
     *,
@@ -118,26 +65,25 @@ def make_server(
     access_log: bool = False,
     graceful_timeout_s: float | None = 30.0,
 ) -> Any:
-    """A ``uvicorn.Server`` for ``app``: httptools and uvloop when installed, no access log by
-    default (it costs more than a small model's inference)."""
+    """A ``uvicorn.Server`` for ``app``: httptools (with the inference fast lane of
+    ``modelport.serve.protocol``) and uvloop when installed, no access log by default (it costs
+    more than a small model's inference)."""
     uvicorn = require("uvicorn", "serve")
+    from modelport.serve.protocol import protocol_class  # imports the serve extra's packages
+
     config = uvicorn.Config(
         app,
         log_level=log_level,
         access_log=access_log,
         lifespan="on",
-        http=_http_protocol(),
+        http=protocol_class(app),
         # X-Forwarded-For only matters to the access log; rewriting every scope costs time.
         proxy_headers=access_log,
         timeout_graceful_shutdown=graceful_timeout_s,
         server_header=False,
         date_header=False,
     )
-    server = uvicorn.Server(config)
-    watch = getattr(app, "watch_requests", None)
-    if watch is not None:  # uvicorn keeps one task per request in flight in this set
-        watch(server.server_state.tasks)
-    return server
+    return uvicorn.Server(config)
 
 
 def run_server(app: Any, sock: socket.socket, **options: Any) -> None:

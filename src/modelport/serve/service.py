@@ -26,7 +26,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence, Sized
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -87,20 +87,6 @@ class LoadedModel:
     @property
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
-
-    async def infer(
-        self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
-    ) -> dict[str, np.ndarray]:
-        """Run a checked feed (through the batcher); counts success/failure and duration."""
-        start = time.perf_counter()
-        try:
-            result = await self.batcher.run(feed, outputs)
-        except ModelportError:
-            self.metrics.failure.inc()
-            raise
-        self.metrics.request.observe(time.perf_counter() - start)
-        self.metrics.success.inc()
-        return result
 
     def record_failure(self) -> None:
         """A request for this version that failed before it reached the batcher (bad input)."""
@@ -195,9 +181,6 @@ class InferenceService:
         self._closing = False
         self._startup: asyncio.Task[None] | None = None
         self.version = _package_version()
-        # The server's requests in flight (uvicorn's task set, given by ``make_server``); None
-        # when the server does not say, and then every request may have company.
-        self.requests: Sized | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -246,11 +229,6 @@ class InferenceService:
         for model in models:
             await asyncio.to_thread(model.batcher.join, 30.0)
         self._watch.close()
-
-    def alone(self) -> bool:
-        """True when exactly one request is in flight: the one asking."""
-        requests = self.requests
-        return requests is not None and len(requests) == 1
 
     def live(self) -> bool:
         return not self._closing
@@ -308,8 +286,9 @@ class InferenceService:
         # NotFoundError -> 404; a malformed name or alias in a URL is a UsageError -> 400.
         return self.source.resolve(ref)
 
-    async def model(self, model: str, version: str | None = None) -> LoadedModel:
-        """The loaded version a request means, loading and warming it up first if needed."""
+    def hot_model(self, model: str, version: str | None = None) -> LoadedModel | None:
+        """The loaded version a request means when it is loaded already, else None (then
+        ``model`` loads it). Resolution errors raise, as in ``model``."""
         if self._closing:
             raise UnavailableError("the server is shutting down; retry on another replica")
         key = (model, version)
@@ -318,13 +297,22 @@ class InferenceService:
             return hot[0]  # the hot path: no parsing, no lookups
         found = self.resolve(model, version)
         loaded = self._loaded.get((found.name, found.version))
+        if loaded is not None:
+            self._remember(key, loaded)
+        return loaded
+
+    async def model(self, model: str, version: str | None = None) -> LoadedModel:
+        """The loaded version a request means, loading and warming it up first if needed."""
+        loaded = self.hot_model(model, version)
         if loaded is None:
-            loaded = await self._ensure(found)
-        now = time.monotonic()
+            loaded = await self._ensure(self.resolve(model, version))
+            self._remember((model, version), loaded)
+        return loaded
+
+    def _remember(self, key: tuple[str, str | None], loaded: LoadedModel) -> None:
         if len(self._hot) > 10_000:
             self._hot.clear()
-        self._hot[key] = (loaded, now + self.config.resolve_ttl_s)
-        return loaded
+        self._hot[key] = (loaded, time.monotonic() + self.config.resolve_ttl_s)
 
     async def _ensure(self, found: Any) -> LoadedModel:
         key = (found.name, int(found.version))
@@ -366,7 +354,7 @@ class InferenceService:
         found = self.source.load(label)  # checks every file's sha256 once, at load
         session = Session(found.model_path, config.session_options())
         metrics = self.metrics.for_model(name, str(version))
-        batcher = DynamicBatcher(session, config, metrics, label, alone=self.alone)
+        batcher = DynamicBatcher(session, config, metrics, label)
         if config.warmup:
             example = None
             with contextlib.suppress(ModelportError, OSError, ValueError):

@@ -1,160 +1,27 @@
-"""The simple JSON route, V1 / TF-Serving style, plus the ``{"data": ...}`` of a seed score.py.
-
-``POST /v1/models/{ref}:predict`` takes one of:
-
-* ``{"instances": [...]}``: row-wise. One-input models: a list of rows; several inputs: a list
-  of objects ``{input: row}``. Answered with ``{"predictions": [...]}``: one output gives a list
-  of rows, several give a list of objects ``{output: row}``.
-* ``{"inputs": ...}``: column-wise. One-input models: the tensor; several: ``{input: tensor}``.
-  Answered with ``{"predictions": ...}``: the output tensor, or ``{output: tensor}``.
-* ``{"data": ...}``: as ``inputs``, answered with ``{"result": ...}``.
-
-JSON numbers become the dtype the signature asks for. A single row without its batch axis is
-accepted for ``inputs`` and ``data`` when the model has a dynamic batch axis.
-"""
+"""The simple JSON route ``POST /v1/models/{ref}:predict`` (bodies: ``codec_v1``) and its
+metadata twin ``GET /v1/models/{ref}``."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelport.errors import InputError, ModelportError, NotFoundError
-from modelport.serve.codec import array_from_json, json_value, parse_json
+from modelport.errors import NotFoundError
+from modelport.serve import infer
 from modelport.serve.service import InferenceService
-from modelport.signature import Signature, TensorSpec
 
-__all__ = [
-    "decode_v1_request",
-    "encode_v1_response",
-    "match_predict",
-    "predict_bytes",
-    "routes",
-]
-
-_SUFFIX = ":predict"
-_OPTS = orjson.OPT_SERIALIZE_NUMPY
-
-
-def decode_v1_request(doc: Any, signature: Signature) -> tuple[dict[str, np.ndarray], str]:
-    """The feed and the request's style ("instances", "inputs" or "data")."""
-    if not isinstance(doc, dict):
-        raise InputError('the body must be a JSON object with "instances", "inputs" or "data"')
-    styles = [key for key in ("instances", "inputs", "data") if key in doc]
-    if len(styles) != 1:
-        raise InputError('give exactly one of "instances", "inputs" or "data"')
-    style = styles[0]
-    value = doc[style]
-    specs = signature.inputs
-    feed: dict[str, np.ndarray] = {}
-    if style == "instances":
-        if not isinstance(value, list) or not value:
-            raise InputError('"instances" must be a non-empty list of rows')
-        if all(isinstance(row, dict) for row in value):
-            for spec in specs:
-                try:
-                    column = [row[spec.name] for row in value]
-                except KeyError:
-                    raise InputError(f"an instance lacks input {spec.name!r}; each needs "
-                                     f"{signature.input_names}") from None
-                feed[spec.name] = array_from_json(column, spec, None)
-            _no_extra({k for row in value for k in row}, signature)
-        elif len(specs) == 1:
-            feed[specs[0].name] = array_from_json(value, specs[0], None)
-        else:
-            raise InputError(
-                f"the model has inputs {signature.input_names}: give each instance as an object "
-                "{input: row}"
-            )
-    else:
-        if isinstance(value, dict):
-            _no_extra(set(value), signature)
-            for spec in specs:
-                if spec.name not in value:
-                    raise InputError(f"missing input {spec.name!r}; the model expects "
-                                     f"{signature.input_names}")
-                feed[spec.name] = _column(value[spec.name], spec)
-        elif len(specs) == 1:
-            feed[specs[0].name] = _column(value, specs[0])
-        else:
-            raise InputError(f'the model has inputs {signature.input_names}: give "{style}" as an '
-                             "object {input: tensor}")
-    signature.check_feed(feed)
-    return feed, style
-
-
-def _column(value: Any, spec: TensorSpec) -> np.ndarray:
-    array = array_from_json(value, spec, None)
-    if spec.has_dynamic_batch and array.ndim == len(spec.shape) - 1:
-        array = array[np.newaxis]  # one row sent without its batch axis
-    return array
-
-
-def _no_extra(names: set[str], signature: Signature) -> None:
-    extra = sorted(names - set(signature.input_names))
-    if extra:
-        raise InputError(f"unknown input(s) {extra}; the model's inputs are "
-                         f"{signature.input_names}")
-
-
-def encode_v1_response(outputs: dict[str, np.ndarray], style: str) -> bytes:
-    key = "result" if style == "data" else "predictions"
-    if style == "instances" and len(outputs) > 1 and all(a.ndim for a in outputs.values()):
-        # numpy rows keep float32 values short (orjson writes them as float32, not as doubles)
-        columns = {name: _rows(array) for name, array in outputs.items()}
-        rows = min(len(c) for c in columns.values())
-        value: Any = [{name: column[i] for name, column in columns.items()} for i in range(rows)]
-    elif len(outputs) == 1:
-        value = json_value(next(iter(outputs.values())), flat=False)
-    else:
-        value = {name: json_value(array, flat=False) for name, array in outputs.items()}
-    return orjson.dumps({key: value}, option=_OPTS)
-
-
-def _rows(array: np.ndarray) -> Any:
-    """Something indexable by row that orjson writes: numpy rows where it can (float32 stays
-    short), Python values for strings and for integer scalars (numpy's longlong is not taken)."""
-    if array.dtype == object or (array.ndim == 1 and array.dtype.kind in "biu"):
-        return array.tolist()
-    return array
-
-
-async def predict_bytes(service: InferenceService, ref: str, body: bytes) -> bytes:
-    """One V1 request, body to body (shared by the route and the gate's fast path)."""
-    try:
-        model = await service.model(ref)
-    except ModelportError:
-        service.metrics.unknown_model_failure()  # no model to count it against
-        raise
-    try:
-        feed, style = decode_v1_request(parse_json(body), model.signature)
-    except ModelportError:
-        model.record_failure()
-        raise
-    outputs = await model.infer(feed)
-    return encode_v1_response(outputs, style)
-
-
-def match_predict(path: str) -> str | None:
-    """The reference when ``path`` is ``/v1/models/{ref}:predict``, else None."""
-    if path.startswith("/v1/models/") and path.endswith(_SUFFIX) and len(path) > 19:
-        ref = path[11 : -len(_SUFFIX)]
-        return ref if "/" not in ref else None
-    return None
-
+__all__ = ["routes"]
 
 def routes(service: InferenceService) -> list[Route]:
     async def predict(request: Request) -> Response:
-        path = request.path_params["path"]
-        if not path.endswith(_SUFFIX):
-            raise NotFoundError(f"no such endpoint: POST /v1/models/{path}; use "
+        # Reached only by paths the app's gate did not take as inference: unknown ones.
+        target = infer.match(request.url.path)
+        if target is None:
+            raise NotFoundError(f"no such endpoint: POST {request.url.path}; use "
                                 "/v1/models/{ref}:predict")
-        content = await predict_bytes(service, path[: -len(_SUFFIX)], await request.body())
-        return Response(content, media_type="application/json")
+        return infer.to_response(await infer.call(service, target, await request.body(), None))
 
     async def metadata(request: Request) -> Response:
         return Response(orjson.dumps(service.model_metadata(request.path_params["path"])),

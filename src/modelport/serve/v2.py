@@ -13,11 +13,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelport.errors import InputError, ModelportError
-from modelport.serve.codec import HEADER_LENGTH, decode_v2_request, encode_v2_response, parse_json
+from modelport.errors import InputError
+from modelport.serve import infer
+from modelport.serve.codec import HEADER_LENGTH, parse_json
 from modelport.serve.service import InferenceService
 
-__all__ = ["infer_bytes", "match_infer", "routes"]
+__all__ = ["routes"]
 
 _JSON = "application/json"
 
@@ -28,41 +29,6 @@ def _json(value: Any, status: int = 200) -> Response:
 
 def _status(ok: bool) -> Response:
     return Response(b"", status_code=200 if ok else 503)
-
-
-async def infer_bytes(
-    service: InferenceService,
-    model_name: str,
-    version: str | None,
-    body: bytes,
-    header_length: str | None,
-) -> tuple[bytes, int | None]:
-    """One inference request, body to body: the response and its JSON header's length (None:
-    all JSON). Shared by the Starlette route and the gate's fast path."""
-    try:
-        model = await service.model(model_name, version)
-    except ModelportError:
-        service.metrics.unknown_model_failure()  # no model to count it against
-        raise
-    try:
-        decoded = decode_v2_request(body, header_length, model.signature)
-    except ModelportError:
-        model.record_failure()
-        raise
-    outputs = await model.infer(decoded.feed, decoded.outputs)
-    return encode_v2_response(model.name, str(model.version), outputs, decoded)
-
-
-def match_infer(path: str) -> tuple[str, str | None] | None:
-    """(model, version) when ``path`` is an inference path, else None."""
-    if not (path.startswith("/v2/models/") and path.endswith("/infer")):
-        return None
-    parts = path[11:-6].split("/")
-    if len(parts) == 1 and parts[0]:
-        return parts[0], None
-    if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
-        return parts[0], parts[2]
-    return None
 
 
 def routes(service: InferenceService) -> list[Route]:
@@ -83,20 +49,14 @@ def routes(service: InferenceService) -> list[Route]:
         params = request.path_params
         return _status(service.model_ready(params["model"], params.get("version")))
 
-    async def infer(request: Request) -> Response:
-        # Only reached through Starlette when the gate's fast path did not take the request.
+    async def inference(request: Request) -> Response:
+        # The server's fast lane and the app's gate take these requests before Starlette does;
+        # this route answers them when the app is mounted without the gate.
         params = request.path_params
-        content, header_length = await infer_bytes(
-            service, params["model"], params.get("version"), await request.body(),
-            request.headers.get(HEADER_LENGTH),
-        )
-        if header_length is None:
-            return Response(content, media_type=_JSON)
-        return Response(
-            content,
-            media_type="application/octet-stream",
-            headers={"Inference-Header-Content-Length": str(header_length)},
-        )
+        target = infer.Target("v2", params["model"], params.get("version"))
+        reply = await infer.call(service, target, await request.body(),
+                                  request.headers.get(HEADER_LENGTH))
+        return infer.to_response(reply)
 
     async def repository_index(request: Request) -> Response:
         body = await request.body()
@@ -127,8 +87,8 @@ def routes(service: InferenceService) -> list[Route]:
         Route("/v2/health/live", live, methods=["GET"]),
         Route("/v2/health/ready", ready, methods=["GET"]),
         Route("/v2", server_metadata, methods=["GET"]),
-        Route(model + "/infer", infer, methods=["POST"]),
-        Route(versioned + "/infer", infer, methods=["POST"]),
+        Route(model + "/infer", inference, methods=["POST"]),
+        Route(versioned + "/infer", inference, methods=["POST"]),
         Route(model, model_metadata, methods=["GET"]),
         Route(versioned, model_metadata, methods=["GET"]),
         Route(model + "/ready", model_ready, methods=["GET"]),

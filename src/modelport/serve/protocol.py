@@ -1,0 +1,237 @@
+"""uvicorn's httptools protocol, with a fast lane that answers inference requests itself.
+
+For every request uvicorn builds an ASGI scope, a request-response cycle with an event, a task
+running the app, and two ``send`` messages whose headers it validates. For a 20 us model that
+machinery is most of the server's time, and at concurrency 1 it is most of the latency. The
+lane takes an inference request (``POST`` to a V2 ``/infer`` or V1 ``:predict`` path) at the
+parser: it collects the body, hands it to ``modelport.serve.infer.start_call`` with a callback,
+and the callback writes the response to the socket. A fast model's run happens in the batcher's
+turn right after the loop step that read the request: no task, no future, no ASGI message.
+
+The lane only takes what it can answer exactly as the ASGI app would: HTTP/1.1, a
+Content-Length within the body limit, an authorized request (when a token is set), no
+``Expect: 100-continue``, no percent-escapes in the path, no access log to write, and nothing
+else in progress on the connection. Everything else (other routes, errors of the gate,
+pipelined requests behind a busy one) goes through uvicorn and the ASGI app unchanged. While
+the lane answers a request, a stand-in for uvicorn's cycle tells uvicorn that the connection is
+busy, so that uvicorn queues pipelined requests behind it, marks disconnects and closes the
+connection after the answer at shutdown, as it does for its own cycles.
+
+This builds on uvicorn's ``HttpToolsProtocol`` internals (its parser callbacks and ``cycle``,
+``pipeline`` and ``on_response_complete``); ``pyproject.toml`` bounds the uvicorn version it
+was written against, and every serving test runs through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelport.serve import infer
+
+__all__ = ["protocol_class"]
+
+_BIG = 1 << 16  # bodies above this go out in a vectored write instead of being joined
+
+
+class _CoalescingTransport:
+    """uvicorn writes a response's head and body with two ``write`` calls: two segments, two
+    wake-ups of the client. This holds the head until the body comes (same loop step for our
+    responses) and sends both in one vectored write; a head with no body yet (HEAD, 100-continue,
+    a streamed body) still goes out at the end of the loop step."""
+
+    __slots__ = ("_head", "_loop", "_transport")
+
+    def __init__(self, transport: Any, loop: Any) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.writelines((head, data))
+        elif data[:9] == b"HTTP/1.1 " and data[9:12] != b"100":
+            self._head = data
+            self._loop.call_soon(self.flush)
+        else:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _NoEvent:
+    def set(self) -> None:
+        pass
+
+
+class _LaneCycle:
+    """What uvicorn's protocol reads of its ``cycle`` while the lane answers a request."""
+
+    __slots__ = ("disconnected", "keep_alive", "response_complete")
+    message_event = _NoEvent()
+
+    def __init__(self, keep_alive: bool) -> None:
+        self.keep_alive = keep_alive
+        self.disconnected = False
+        self.response_complete = False
+
+
+@dataclass(slots=True)
+class _LaneRequest:
+    target: infer.Target
+    header_length: str | None
+    keep_alive: bool
+    chunks: list[bytes] = field(default_factory=list)
+
+
+def protocol_class(app: Any) -> Any:
+    """The protocol class for uvicorn's ``http`` setting: with the fast lane when ``app`` is a
+    ``ModelportApp``, coalesced writes in any case; "auto" if httptools is missing."""
+    try:
+        import httptools
+        from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+    except ImportError:
+        return "auto"
+    from modelport.serve.app import ModelportApp
+
+    # The lane needs these of uvicorn's protocol; without them it stays off, uvicorn serves all.
+    lane_on = isinstance(app, ModelportApp) and all(
+        hasattr(HttpToolsProtocol, name)
+        for name in ("on_response_complete", "_unset_keepalive_if_required", "on_headers_complete")
+    )
+    gate: ModelportApp = app
+
+    class Protocol(HttpToolsProtocol):  # type: ignore[misc]
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._raw = transport
+            self._lane: _LaneRequest | None = None
+            self.transport = _CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
+
+        # -- parser callbacks -----------------------------------------------------------------
+
+        def on_headers_complete(self) -> None:
+            if self._raw.is_closing():
+                # Pipelined after a request that closed the connection: nobody will read an
+                # answer (uvicorn's own cycles never start such requests either).
+                self._lane = None
+                return
+            # A request answered within the data_received that brought the next one armed the
+            # keep-alive timer; it must not run while this one is served.
+            self._unset_keepalive_if_required()
+            lane = self._take() if lane_on else None
+            self._lane = lane
+            if lane is None:
+                super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            lane = self._lane
+            if lane is None:
+                super().on_body(body)
+            else:
+                lane.chunks.append(body)
+
+        def on_message_complete(self) -> None:
+            lane = self._lane
+            if lane is None:
+                super().on_message_complete()
+                return
+            self._lane = None
+            cycle = _LaneCycle(lane.keep_alive)
+            self.cycle = cycle  # type: ignore[assignment]  # uvicorn now queues what follows
+            chunks = lane.chunks
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+            def answer(reply: infer.Reply) -> None:
+                self._answer(cycle, reply)
+
+            gate.lane_answers += 1
+            # One connection: no other request can join this turn, the model may run at once.
+            alone = len(self.connections) == 1
+            task = infer.start_call(gate.service, lane.target, body, lane.header_length, answer,
+                                    self._raw.is_closing, alone)
+            if task is not None:  # the model had to be found or loaded first
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+
+        # -- the lane -------------------------------------------------------------------------
+
+        def _take(self) -> _LaneRequest | None:
+            """The lane's request when the lane can answer this one exactly as the app would."""
+            parser = self.parser
+            cycle = self.cycle
+            if (
+                self.expect_100_continue
+                or self.config.access_log  # (uvicorn's own flag also follows handlers of root)
+                or self.limit_concurrency is not None
+                or (cycle is not None and not cycle.response_complete)
+                or self.pipeline
+                or parser.get_method() != b"POST"
+                or parser.get_http_version() != "1.1"
+                or parser.should_upgrade()
+            ):
+                return None
+            try:
+                raw_path = httptools.parse_url(self.url).path
+                path = self.root_path + raw_path.decode("ascii")
+            except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
+                return None
+            if "%" in path:
+                return None
+            target = infer.match(path)
+            if target is None:
+                return None
+            length = authorization = header_length = None
+            for name, value in self.headers:
+                if name == b"content-length":
+                    length = value
+                elif name == b"authorization":
+                    authorization = value
+                elif name == b"inference-header-content-length":
+                    header_length = value.decode("latin-1")
+                elif name == b"transfer-encoding":
+                    return None
+            if length is None or not length.isdigit() or int(length) > gate.max_body_bytes:
+                return None
+            if not gate.authorized(path, authorization or b""):
+                return None
+            return _LaneRequest(target, header_length, parser.should_keep_alive())
+
+        def _answer(self, cycle: _LaneCycle, reply: infer.Reply) -> None:
+            raw = self._raw
+            if raw.is_closing():
+                cycle.response_complete = True
+                return
+            head = [STATUS_LINE[reply.status]]
+            for name, value in (*self.server_state.default_headers, *reply.headers):
+                head += (name, b": ", value, b"\r\n")
+            body = reply.body
+            head.append(b"content-length: %d\r\n" % len(body))
+            if not cycle.keep_alive:
+                head.append(b"connection: close\r\n")
+            head.append(b"\r\n")
+            self.transport.flush()  # type: ignore[attr-defined]  # a held head, if any
+            if len(body) > _BIG:
+                raw.writelines((b"".join(head), body))
+            else:
+                head.append(body)
+                raw.write(b"".join(head))
+            cycle.response_complete = True
+            if not cycle.keep_alive:
+                raw.close()
+            self.on_response_complete()  # next pipelined request, or the keep-alive timer
+
+    return Protocol
