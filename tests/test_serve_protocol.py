@@ -245,3 +245,45 @@ def test_requests_arriving_together_share_one_run(server: Server) -> None:
     finally:
         for sock, _ in conns:
             sock.close()
+
+
+def test_the_lane_writes_the_access_log_when_it_is_on(repo: Repository) -> None:
+    import logging
+    import threading
+
+    from modelport.serve import InferenceService, ServeConfig, bind_socket, create_app, make_server
+
+    app = create_app(InferenceService(repo, ["mlp"], ServeConfig()))
+    sock = bind_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = make_server(app, log_level="warning", access_log=True)
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not (server.started and app.service.ready()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        access = logging.getLogger("uvicorn.access")
+        access.setLevel(logging.INFO)
+        handler = Collect()
+        access.addHandler(handler)
+        conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+        with conn:
+            reader = _Reader(conn)
+            conn.sendall(_post("/v2/models/mlp/infer?x=1", _infer_body(np.ones((1, 4), np.float32))))
+            assert reader.response()[0] == 200
+            conn.sendall(_post("/v2/models/nope/infer", _infer_body(np.ones((1, 4), np.float32))))
+            assert reader.response()[0] == 404
+        access.removeHandler(handler)
+        assert app.lane_answers == 2
+        assert any('"POST /v2/models/mlp/infer?x=1 HTTP/1.1" 200' in line for line in lines), lines
+        assert any('"POST /v2/models/nope/infer HTTP/1.1" 404' in line for line in lines), lines
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -92,8 +92,8 @@ def models(ctx: click.Context, repo_dir: Path | None) -> None:
 @click.option(
     "--sample",
     type=click.Path(path_type=Path),
-    help="Sample input file (.npy .npz "
-    ".csv .parquet .json); stored as the input example and used to verify.",
+    help="Sample input file (.npy .npz .csv .parquet .json .jsonl); stored as the input example "
+    "and used to verify.",
 )
 @click.option("--framework", help="Framework of SOURCE when it cannot be detected.")
 @click.option("--class", "model_class", help="package.module:Class for state dicts/checkpoints.")

@@ -39,7 +39,7 @@ _MODES = ("auto", "dynamic", "static")
 @click.option(
     "--calibration",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Inputs for static calibration (.npy .npz .csv .parquet .json); default: generated "
+    help="Inputs for static calibration (.npy .npz .csv .parquet .json .jsonl); default: generated "
     "around the version's input example.",
 )
 @click.option(

@@ -10,8 +10,8 @@ turn right after the loop step that read the request: no task, no future, no ASG
 
 The lane only takes what it can answer exactly as the ASGI app would: HTTP/1.1, a
 Content-Length within the body limit, an authorized request (when a token is set), no
-``Expect: 100-continue``, no percent-escapes in the path, no access log to write, and nothing
-else in progress on the connection. Everything else (other routes, errors of the gate,
+``Expect: 100-continue``, no percent-escapes in the path, and nothing else in progress on the
+connection. It writes uvicorn's access log line itself when the access log is on. Everything else (other routes, errors of the gate,
 pipelined requests behind a busy one) goes through uvicorn and the ASGI app unchanged. While
 the lane answers a request, a stand-in for uvicorn's cycle tells uvicorn that the connection is
 busy, so that uvicorn queues pipelined requests behind it, marks disconnects and closes the
@@ -94,12 +94,14 @@ class _LaneRequest:
     target: infer.Target
     header_length: str | None
     keep_alive: bool
+    url: bytes  # for the access log
     chunks: list[bytes] = field(default_factory=list)
 
 
-def protocol_class(app: Any) -> Any:
+def protocol_class(app: Any, access_log: bool = False) -> Any:
     """The protocol class for uvicorn's ``http`` setting: with the fast lane when ``app`` is a
-    ``ModelportApp``, coalesced writes in any case; "auto" if httptools is missing."""
+    ``ModelportApp`` (logging its requests to uvicorn's access log, by their direct peer, when
+    ``access_log``), coalesced writes in any case; "auto" if httptools is missing."""
     try:
         import httptools
         from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -156,6 +158,10 @@ def protocol_class(app: Any) -> Any:
             body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
             def answer(reply: infer.Reply) -> None:
+                if access_log:  # before the answer, as uvicorn does
+                    client = "{}:{}".format(*self.client) if self.client else "-"
+                    self.access_logger.info('%s - "POST %s HTTP/1.1" %d', client,
+                                            lane.url.decode("latin-1"), reply.status)
                 self._answer(cycle, reply)
 
             gate.lane_answers += 1
@@ -175,7 +181,6 @@ def protocol_class(app: Any) -> Any:
             cycle = self.cycle
             if (
                 self.expect_100_continue
-                or self.config.access_log  # (uvicorn's own flag also follows handlers of root)
                 or self.limit_concurrency is not None
                 or (cycle is not None and not cycle.response_complete)
                 or self.pipeline
@@ -208,7 +213,7 @@ def protocol_class(app: Any) -> Any:
                 return None
             if not gate.authorized(path, authorization or b""):
                 return None
-            return _LaneRequest(target, header_length, parser.should_keep_alive())
+            return _LaneRequest(target, header_length, parser.should_keep_alive(), self.url)
 
         def _answer(self, cycle: _LaneCycle, reply: infer.Reply) -> None:
             raw = self._raw

@@ -76,7 +76,7 @@ def make_server(
         log_level=log_level,
         access_log=access_log,
         lifespan="on",
-        http=protocol_class(app),
+        http=protocol_class(app, access_log),
         # X-Forwarded-For only matters to the access log; rewriting every scope costs time.
         proxy_headers=access_log,
         timeout_graceful_shutdown=graceful_timeout_s,
