@@ -149,6 +149,13 @@ def test_keep_alive_and_connection_close(server: Server) -> None:
         assert status == 200 and headers["connection"] == "close"
         assert _scores(answer).shape == (2, 3)
         assert reader.closed()
+    sock, reader = _connect(server)
+    with sock:  # what is pipelined behind "Connection: close" is not answered
+        sock.sendall(_post("/v2/models/mlp/infer", body, "Connection: close")
+                     + _post("/v2/models/mlp/infer", body) + _get("/v2/health/live"))
+        assert reader.response()[0] == 200
+        assert reader.closed()
+    assert server.app.state.service.ready()
 
 
 @pytest.mark.parametrize("kind", ["http/1.0", "chunked", "expect-100", "escaped path", "split"])

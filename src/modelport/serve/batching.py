@@ -166,8 +166,7 @@ class DynamicBatcher:
         if self._recent_s <= self._inline_s and not self._closed:
             item = self._item(feed, outputs, loop, done, abandoned)
             if alone and self._turn is None:
-                self.loop_runs += 1
-                _settle(self._execute([item]), self)
+                self._run_here([item])
                 return
             if self._turn is None:
                 self._turn = [item]
@@ -236,6 +235,9 @@ class DynamicBatcher:
     def _run_turn(self) -> None:
         """On the loop, after the turn in which these requests arrived: run them, batched."""
         items, self._turn = self._turn or [], None
+        self._run_here(items)
+
+    def _run_here(self, items: list[_Item]) -> None:
         for group in self._groups(items):
             self.loop_runs += 1
             try:

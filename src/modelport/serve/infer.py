@@ -96,6 +96,10 @@ def start_call(
         service.metrics.unknown_model_failure()  # no model to count it against
         reply(_error(exc))
         return None
+    except Exception:
+        log.exception("looking up the model of an inference request failed")
+        reply(_INTERNAL)
+        return None
     if model is not None:
         _run(model, target, body, header_length, reply, abandoned, alone)
         return None

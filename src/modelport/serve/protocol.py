@@ -126,18 +126,18 @@ def protocol_class(app: Any, access_log: bool = False) -> Any:
         # -- parser callbacks -----------------------------------------------------------------
 
         def on_headers_complete(self) -> None:
-            if self._raw.is_closing():
-                # Pipelined after a request that closed the connection: nobody will read an
-                # answer (uvicorn's own cycles never start such requests either).
-                self._lane = None
+            self._lane = None
+            if self._raw.is_closing() and self.cycle is not None:
+                # Pipelined behind a request whose answer closed the connection: nobody will
+                # read an answer (the finished cycle makes on_body and on_message_complete skip).
                 return
             # A request answered within the data_received that brought the next one armed the
             # keep-alive timer; it must not run while this one is served.
             self._unset_keepalive_if_required()
             lane = self._take() if lane_on else None
-            self._lane = lane
             if lane is None:
                 super().on_headers_complete()
+            self._lane = lane
 
         def on_body(self, body: bytes) -> None:
             lane = self._lane
