@@ -50,6 +50,7 @@ __all__ = ["DynamicBatcher", "can_batch"]
 log = logging.getLogger("modelport.serve")
 Outputs = dict[str, np.ndarray]
 _Result = tuple["_Item", Outputs | None, BaseException | None]
+Done = Callable[[Outputs | None, BaseException | None], None]  # (rows, None) or (None, error)
 
 
 def can_batch(session: Session) -> bool:
@@ -103,7 +104,7 @@ def _never() -> bool:
 class _Item:
     feed: Mapping[str, np.ndarray]
     outputs: tuple[str, ...] | None
-    done: Callable[[Outputs | None, BaseException | None], None]  # called on ``loop``
+    done: Done  # called on ``loop``
     abandoned: Callable[[], bool]  # True: nobody waits for the answer any more, skip the run
     loop: asyncio.AbstractEventLoop
     rows: int  # -1: cannot share a run (batching off, or inputs disagree on the batch size)
@@ -150,7 +151,7 @@ class DynamicBatcher:
         self,
         feed: Mapping[str, np.ndarray],
         outputs: Sequence[str] | None,
-        done: Callable[[Outputs | None, BaseException | None], None],
+        done: Done,
         abandoned: Callable[[], bool] = _never,
         alone: bool = False,
     ) -> None:
@@ -174,7 +175,8 @@ class DynamicBatcher:
             else:
                 self._turn.append(item)
             return
-        self._to_worker(feed, outputs, loop, done, abandoned)
+        self._check_worker_queue()
+        self._queue.put(self._item(feed, outputs, loop, done, abandoned))
 
     async def run(
         self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
@@ -191,17 +193,11 @@ class DynamicBatcher:
         this request's rows."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outputs] = loop.create_future()
-        self._to_worker(feed, outputs, loop, _resolver(future), future.cancelled)
+        self._check_worker_queue()
+        self._queue.put(self._item(feed, outputs, loop, _resolver(future), future.cancelled))
         return future
 
-    def _to_worker(
-        self,
-        feed: Mapping[str, np.ndarray],
-        outputs: Sequence[str] | None,
-        loop: asyncio.AbstractEventLoop,
-        done: Callable[[Outputs | None, BaseException | None], None],
-        abandoned: Callable[[], bool],
-    ) -> None:
+    def _check_worker_queue(self) -> None:
         if self._closed:
             raise UnavailableError(f"model {self.label} is unloading; retry on another replica")
         if self._queue.qsize() >= self.config.max_queue_size:
@@ -209,14 +205,13 @@ class DynamicBatcher:
                 f"model {self.label} has {self.config.max_queue_size} requests waiting (its "
                 "queue is full); retry later or raise max_queue_size"
             )
-        self._queue.put(self._item(feed, outputs, loop, done, abandoned))
 
     def _item(
         self,
         feed: Mapping[str, np.ndarray],
         outputs: Sequence[str] | None,
         loop: asyncio.AbstractEventLoop,
-        done: Callable[[Outputs | None, BaseException | None], None],
+        done: Done,
         abandoned: Callable[[], bool],
     ) -> _Item:
         rows, key = self._shape_key(feed)
@@ -413,7 +408,7 @@ def _settle(entries: Iterable[_Result], batcher: DynamicBatcher) -> None:
 
 def _resolver(
     future: asyncio.Future[Outputs],
-) -> Callable[[Outputs | None, BaseException | None], None]:
+) -> Done:
     def resolve(value: Outputs | None, error: BaseException | None) -> None:
         if future.done():
             return  # the caller gave up
