@@ -80,6 +80,13 @@ CORPUS: list[tuple[str, str, bytes, dict[str, str], int, str]] = [
     ("uint8-overflow", "types", json.dumps({"inputs": [{"name": "x_uint8", "shape": [1, 2],
                                                         "datatype": "UINT8", "data": [300, 2]}]}
                                            ).encode(), {}, 400, "outside the UINT8 range"),
+    # 2**63 and 2**64 as JSON floats: the largest INT64/UINT64 round up to them as floats
+    ("int64-float-overflow", "types", json.dumps({"inputs": [{
+        "name": "x_int64", "shape": [1, 2], "datatype": "INT64",
+        "data": [9.223372036854776e18, 0]}]}).encode(), {}, 400, "outside the INT64 range"),
+    ("uint64-float-overflow", "types", json.dumps({"inputs": [{
+        "name": "x_uint64", "shape": [1, 2], "datatype": "UINT64",
+        "data": [1.8446744073709552e19, 0]}]}).encode(), {}, 400, "outside the UINT64 range"),
     ("bytes-not-strings", "types", json.dumps({"inputs": [{"name": "x_str", "shape": [1, 2],
                                                            "datatype": "BYTES", "data": [1, 2]}]}
                                               ).encode(), {}, 400, "string data"),

@@ -294,3 +294,47 @@ def test_the_lane_writes_the_access_log_when_it_is_on(repo: Repository) -> None:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def test_a_request_whose_body_is_arriving_at_shutdown_is_answered(repo: Repository) -> None:
+    x = np.ones((1, 4), np.float32)
+    request = _post("/v2/models/mlp/infer", _infer_body(x))
+    with serving(repo, ["mlp"]) as srv:
+        sock, reader = _connect(srv)
+        with sock:
+            sock.sendall(request[:-20])
+            time.sleep(0.05)
+            srv.server.should_exit = True  # SIGTERM's flag: shut down gracefully
+            time.sleep(0.3)
+            sock.sendall(request[-20:])
+            status, headers, body = reader.response()
+            assert status == 200 and headers["connection"] == "close"
+            np.testing.assert_allclose(_scores(body), mlp_reference(x), rtol=1e-5)
+            assert reader.closed()
+
+
+def test_a_client_that_does_not_read_its_answers_stops_being_read(server: Server) -> None:
+    """Backpressure: the lane must not buffer answers without bound for a client that only
+    sends. Once the client's window and the server's write buffer are full, the server stops
+    reading, so the client's sends block."""
+    request = _post("/v2/models/mlp/infer", _infer_body(np.ones((256, 4), np.float32)))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.settimeout(2.0)
+    sent = 0
+    limit = 60_000_000
+    try:
+        while sent < limit:
+            sock.sendall(request * 16)
+            sent += len(request) * 16
+    except TimeoutError:
+        pass
+    finally:
+        sock.close()
+    assert sent < limit, f"the server read {sent} bytes from a client that reads nothing"
+    # and it still serves others
+    other, reader = _connect(server)
+    with other:
+        other.sendall(_post("/v2/models/mlp/infer", _infer_body(np.ones((1, 4), np.float32))))
+        assert reader.response()[0] == 200

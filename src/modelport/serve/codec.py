@@ -314,7 +314,10 @@ def _numeric(data: Any, spec: TensorSpec) -> np.ndarray:
         raise InputError(f"input {spec.name!r} needs whole numbers for {spec.datatype}")
     if raw.size:
         info = np.iinfo(dtype)
-        if raw.min() < info.min or raw.max() > info.max:
+        # Floats are compared with max + 1 (a power of two, exact as a float): info.max itself
+        # rounds up to it, which would let 2**63 through as an INT64.
+        too_big = raw.max() >= info.max + 1 if raw.dtype.kind == "f" else raw.max() > info.max
+        if raw.min() < info.min or too_big:
             raise InputError(
                 f"input {spec.name!r} has values outside the {spec.datatype} range "
                 f"[{info.min}, {info.max}]"

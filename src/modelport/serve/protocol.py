@@ -93,7 +93,7 @@ class _LaneCycle:
 class _LaneRequest:
     target: infer.Target
     header_length: str | None
-    keep_alive: bool
+    cycle: _LaneCycle
     url: bytes  # for the access log
     chunks: list[bytes] = field(default_factory=list)
 
@@ -121,6 +121,7 @@ def protocol_class(app: Any, access_log: bool = False) -> Any:
             super().connection_made(transport)
             self._raw = transport
             self._lane: _LaneRequest | None = None
+            self._draining: _LaneCycle | None = None
             self.transport = _CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
 
         # -- parser callbacks -----------------------------------------------------------------
@@ -137,6 +138,10 @@ def protocol_class(app: Any, access_log: bool = False) -> Any:
             lane = self._take() if lane_on else None
             if lane is None:
                 super().on_headers_complete()
+            else:
+                # Busy from now on, body still to come: a shutdown lets this request finish and
+                # closes after its answer; pipelined requests queue behind it.
+                self.cycle = lane.cycle  # type: ignore[assignment]
             self._lane = lane
 
         def on_body(self, body: bytes) -> None:
@@ -152,8 +157,7 @@ def protocol_class(app: Any, access_log: bool = False) -> Any:
                 super().on_message_complete()
                 return
             self._lane = None
-            cycle = _LaneCycle(lane.keep_alive)
-            self.cycle = cycle  # type: ignore[assignment]  # uvicorn now queues what follows
+            cycle = lane.cycle
             chunks = lane.chunks
             body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
@@ -181,6 +185,7 @@ def protocol_class(app: Any, access_log: bool = False) -> Any:
             cycle = self.cycle
             if (
                 self.expect_100_continue
+                or self.flow.write_paused  # the client is not reading: uvicorn waits for it
                 or self.limit_concurrency is not None
                 or (cycle is not None and not cycle.response_complete)
                 or self.pipeline
@@ -213,7 +218,9 @@ def protocol_class(app: Any, access_log: bool = False) -> Any:
                 return None
             if not gate.authorized(path, authorization or b""):
                 return None
-            return _LaneRequest(target, header_length, parser.should_keep_alive(), self.url)
+            return _LaneRequest(
+                target, header_length, _LaneCycle(parser.should_keep_alive()), self.url
+            )
 
         def _answer(self, cycle: _LaneCycle, reply: infer.Reply) -> None:
             raw = self._raw
@@ -234,9 +241,24 @@ def protocol_class(app: Any, access_log: bool = False) -> Any:
             else:
                 head.append(body)
                 raw.write(b"".join(head))
+            if self.flow.write_paused and cycle.keep_alive:
+                # The client is not reading its answers: this request stays in progress (what
+                # follows queues, reading pauses) until it does, as uvicorn's own ``send`` waits.
+                self.flow.pause_reading()
+                self._draining = cycle
+                return
+            self._complete(cycle)
+
+        def _complete(self, cycle: _LaneCycle) -> None:
             cycle.response_complete = True
             if not cycle.keep_alive:
-                raw.close()
+                self._raw.close()
             self.on_response_complete()  # next pipelined request, or the keep-alive timer
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            cycle, self._draining = self._draining, None
+            if cycle is not None:
+                self._complete(cycle)
 
     return Protocol
