@@ -12,10 +12,11 @@ The lane only takes what it can answer exactly as the ASGI app would: HTTP/1.1, 
 Content-Length within the body limit, an authorized request (when a token is set), no
 ``Expect: 100-continue``, no percent-escapes in the path, and nothing else in progress on the
 connection. It writes uvicorn's access log line itself when the access log is on. Everything else (other routes, errors of the gate,
-pipelined requests behind a busy one) goes through uvicorn and the ASGI app unchanged. While
-the lane answers a request, a stand-in for uvicorn's cycle tells uvicorn that the connection is
-busy, so that uvicorn queues pipelined requests behind it, marks disconnects and closes the
-connection after the answer at shutdown, as it does for its own cycles.
+pipelined requests behind a busy one) goes through uvicorn and the ASGI app unchanged. From a
+lane request's headers until its answer is written and drained, a stand-in for uvicorn's cycle
+tells uvicorn that the connection is busy, so that uvicorn queues pipelined requests behind it,
+marks disconnects and closes the connection after the answer at shutdown, as it does for its
+own cycles; and while a client does not read its answers, its connection is not read either.
 
 This builds on uvicorn's ``HttpToolsProtocol`` internals (its parser callbacks and ``cycle``,
 ``pipeline`` and ``on_response_complete``); ``pyproject.toml`` bounds the uvicorn version it
