@@ -325,7 +325,8 @@ def loadgen_main(spec_path: str) -> None:
         pass
     result = asyncio.run(_load(spec["port"], spec["work"], spec["concurrency"], spec["warmup"],
                                spec["duration"]))
-    print(json.dumps(result))
+    # A file, not stdout: the latencies of a busy point make a line of megabytes.
+    Path(spec["result"]).write_text(json.dumps(result))
 
 
 # -- orchestration ----------------------------------------------------------------------------
@@ -405,15 +406,18 @@ def start_naive(model_path: Path, core: int) -> Server:
 def run_load(port: int, work: Workload, concurrency: int, warmup: float, duration: float,
              core: int, tmp: Path) -> dict[str, Any]:
     spec = tmp / f"spec-{port}-{concurrency}.pkl"
+    result = spec.with_suffix(".json")
+    result.unlink(missing_ok=True)
     with open(spec, "wb") as fh:
         pickle.dump({"port": port, "work": work, "concurrency": concurrency,
-                     "warmup": warmup, "duration": duration}, fh)
+                     "warmup": warmup, "duration": duration, "result": str(result)}, fh)
     out = subprocess.run([PYTHON, "-m", "bench.serve_bench", "--loadgen", str(spec)],
                          preexec_fn=_pin(core), cwd=ROOT, capture_output=True, text=True,
                          timeout=warmup + duration + 120, check=False)
-    if out.returncode != 0:
+    if out.returncode != 0 or not result.exists():
         raise RuntimeError(f"load generator failed: {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    loaded: dict[str, Any] = json.loads(result.read_text())
+    return loaded
 
 
 def _server_cpu(pid: int) -> float:
