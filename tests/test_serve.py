@@ -103,6 +103,20 @@ def test_infer_mlp(
     assert binary_flags == [binary_out, binary_out]
 
 
+@pytest.mark.parametrize("compression", ["gzip", "deflate"])
+@pytest.mark.parametrize("binary", [False, True])
+def test_compressed_requests(
+    client: triton.InferenceServerClient, compression: str, binary: bool
+) -> None:
+    x = _x(seed=3)
+    inp = triton.InferInput("x", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=binary)
+    result = client.infer("mlp", [inp], request_compression_algorithm=compression,
+                          response_compression_algorithm=compression)
+    np.testing.assert_allclose(result.as_numpy("scores"), mlp_reference(x, seed=1), rtol=1e-5,
+                               atol=1e-6)
+
+
 def test_infer_by_version_and_alias(client: triton.InferenceServerClient) -> None:
     x = _x(2)
     inp = triton.InferInput("x", [2, 4], "FP32")

@@ -338,3 +338,33 @@ def test_a_client_that_does_not_read_its_answers_stops_being_read(server: Server
     with other:
         other.sendall(_post("/v2/models/mlp/infer", _infer_body(np.ones((1, 4), np.float32))))
         assert reader.response()[0] == 200
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.0"])  # the lane and the app
+def test_bad_compressed_bodies_are_4xx(server: Server, version: str) -> None:
+    import gzip
+    import zlib
+
+    good = _infer_body(np.ones((1, 4), np.float32))
+    bomb = gzip.compress(b" " * (server.app.max_body_bytes + 10) + good)
+    cases = [
+        (gzip.compress(good), "gzip", 200, None),
+        (zlib.compress(good), "Deflate", 200, None),
+        (good, "identity", 200, None),
+        (good, "br", 415, "Content-Encoding 'br' is not supported"),
+        (b"\x1f\x8b not gzip at all", "gzip", 400, "not valid gzip data"),
+        (gzip.compress(good)[:-12], "gzip", 400, "ends before its gzip data does"),
+        (bomb, "gzip", 413, "inflates to more than the limit"),
+    ]
+    for body, coding, status, message in cases:
+        sock, reader = _connect(server)
+        with sock:
+            sock.sendall(_post("/v2/models/mlp/infer", body, f"Content-Encoding: {coding}",
+                               version=version))
+            got, _, answer = reader.response()
+        assert got == status, (coding, answer)
+        if message:
+            assert message in json.loads(answer)["error"]
+        else:
+            np.testing.assert_allclose(_scores(answer), mlp_reference(np.ones((1, 4))),
+                                       rtol=1e-5)

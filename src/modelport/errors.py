@@ -15,6 +15,7 @@ that both transports render it the same way without knowing each other::
     ├── IntegrityError                   a stored file does not match its checksum (HTTP 500)
     ├── RepositoryError                  not a repository, read-only, corrupt archive
     ├── PayloadTooLargeError             request body over the limit (HTTP 413)
+    ├── UnsupportedEncodingError         a request body's Content-Encoding we cannot read (415)
     ├── UnauthorizedError                missing or wrong bearer token (HTTP 401)
     ├── UnavailableError                 not ready, queue full, shutting down (HTTP 503)
     ├── InferenceError                   ONNX Runtime rejected a well-formed request (HTTP 400)
@@ -41,6 +42,7 @@ __all__ = [
     "RepositoryError",
     "UnauthorizedError",
     "UnavailableError",
+    "UnsupportedEncodingError",
     "UnsupportedModelError",
     "UsageError",
     "VerificationFailedError",
@@ -111,6 +113,10 @@ class RepositoryError(ModelportError):
 
 class PayloadTooLargeError(ModelportError):
     http_status = 413
+
+
+class UnsupportedEncodingError(ModelportError):
+    http_status = 415
 
 
 class UnauthorizedError(ModelportError):

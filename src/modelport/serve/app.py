@@ -142,6 +142,7 @@ class ModelportApp:
         authorization = b""
         length = -1
         header_length: str | None = None
+        encoding: str | None = None
         for key, value in scope["headers"]:
             if key == b"content-length":
                 try:
@@ -152,6 +153,8 @@ class ModelportApp:
                 authorization = value
             elif key == b"inference-header-content-length":
                 header_length = value.decode("latin-1")
+            elif key == b"content-encoding":
+                encoding = value.decode("latin-1")
         path: str = scope["path"]
         if not self.authorized(path, authorization):
             message = "missing bearer token" if not authorization else "wrong bearer token"
@@ -170,7 +173,7 @@ class ModelportApp:
         if scope["method"] == "POST":
             target = infer.match(path)
             if target is not None:
-                await self._infer(send, receive, length, target, header_length)
+                await self._infer(send, receive, length, target, header_length, encoding)
                 return
         if length < 0:  # no Content-Length: count while reading
             receive = _limited(receive, limit)
@@ -183,12 +186,15 @@ class ModelportApp:
         length: int,
         target: infer.Target,
         header_length: str | None,
+        encoding: str | None,
     ) -> None:
         try:
             body = await _read_body(receive, length, self.max_body_bytes)
             if body is None:
                 return  # the client went away
-            reply = await infer.call(self.service, target, body, header_length)
+            reply = await infer.call(
+                self.service, infer.Call(target, body, header_length, encoding)
+            )
         except ModelportError as exc:  # the body was too large
             reply = infer.error_reply(exc.http_status, str(exc))
         headers = [*reply.headers, (b"content-length", b"%d" % len(reply.body))]

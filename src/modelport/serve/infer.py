@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,12 +22,17 @@ import numpy as np
 import orjson
 from starlette.responses import Response
 
-from modelport.errors import ModelportError
+from modelport.errors import (
+    InputError,
+    ModelportError,
+    PayloadTooLargeError,
+    UnsupportedEncodingError,
+)
 from modelport.serve.codec import decode_v2_request, encode_v2_response, parse_json
 from modelport.serve.codec_v1 import decode_v1_request, encode_v1_response
 from modelport.serve.service import InferenceService, LoadedModel
 
-__all__ = ["Reply", "Target", "call", "error_reply", "match", "start_call", "to_response"]
+__all__ = ["Call", "Reply", "Target", "call", "error_reply", "match", "start_call", "to_response"]
 
 log = logging.getLogger("modelport.serve")
 
@@ -41,6 +47,16 @@ class Target:
     protocol: str
     model: str
     version: str | None = None
+
+
+@dataclass(slots=True)
+class Call:
+    """One inference request as the HTTP layer read it."""
+
+    target: Target
+    body: bytes
+    header_length: str | None = None  # Inference-Header-Content-Length
+    content_encoding: str | None = None  # gzip or deflate bodies are inflated before decoding
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +94,7 @@ def error_reply(status: int, message: str) -> Reply:
 
 def start_call(
     service: InferenceService,
-    target: Target,
-    body: bytes,
-    header_length: str | None,
+    request: Call,
     reply: Callable[[Reply], None],
     abandoned: Callable[[], bool] = lambda: False,
     alone: bool = False,
@@ -91,7 +105,7 @@ def start_call(
     is not loaded yet (or not looked up in the last moments) is found by a task, returned so
     that the server can wait for it at shutdown; the hot path creates none."""
     try:
-        model = service.hot_model(target.model, target.version)
+        model = service.hot_model(request.target.model, request.target.version)
     except ModelportError as exc:
         service.metrics.unknown_model_failure()  # no model to count it against
         reply(_error(exc))
@@ -101,16 +115,12 @@ def start_call(
         reply(_INTERNAL)
         return None
     if model is not None:
-        _run(model, target, body, header_length, reply, abandoned, alone)
+        _run(model, request, reply, abandoned, alone, service.config.max_body_bytes)
         return None
-    return asyncio.ensure_future(
-        _find_then_run(service, target, body, header_length, reply, abandoned)
-    )
+    return asyncio.ensure_future(_find_then_run(service, request, reply, abandoned))
 
 
-async def call(
-    service: InferenceService, target: Target, body: bytes, header_length: str | None
-) -> Reply:
+async def call(service: InferenceService, request: Call) -> Reply:
     """``start_call`` as a coroutine (the ASGI app's way)."""
     answer: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
 
@@ -118,20 +128,18 @@ async def call(
         if not answer.done():  # not cancelled: the client is still there
             answer.set_result(reply)
 
-    start_call(service, target, body, header_length, settle, answer.cancelled)
+    start_call(service, request, settle, answer.cancelled)
     return await answer
 
 
 async def _find_then_run(
     service: InferenceService,
-    target: Target,
-    body: bytes,
-    header_length: str | None,
+    request: Call,
     reply: Callable[[Reply], None],
     abandoned: Callable[[], bool],
 ) -> None:
     try:
-        model = await service.model(target.model, target.version)
+        model = await service.model(request.target.model, request.target.version)
     except ModelportError as exc:
         service.metrics.unknown_model_failure()
         reply(_error(exc))
@@ -140,22 +148,25 @@ async def _find_then_run(
         log.exception("loading the model of an inference request failed")
         reply(_INTERNAL)
         return
-    _run(model, target, body, header_length, reply, abandoned, False)
+    _run(model, request, reply, abandoned, False, service.config.max_body_bytes)
 
 
 def _run(
     model: LoadedModel,
-    target: Target,
-    body: bytes,
-    header_length: str | None,
+    request: Call,
     reply: Callable[[Reply], None],
     abandoned: Callable[[], bool],
     alone: bool,
+    max_body_bytes: int,
 ) -> None:
     context: Any
+    target = request.target
     try:
+        body = request.body
+        if request.content_encoding is not None:
+            body = inflate(body, request.content_encoding, max_body_bytes)
         if target.protocol == "v2":
-            context = decode_v2_request(body, header_length, model.signature)
+            context = decode_v2_request(body, request.header_length, model.signature)
             feed, outputs = context.feed, context.outputs
         else:
             feed, context = decode_v1_request(parse_json(body), model.signature)
@@ -209,6 +220,36 @@ def _encode(
             (b"inference-header-content-length", b"%d" % json_size),
         ])
     return Reply(200, encode_v1_response(result, context), _JSON)
+
+
+def inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """A request body sent with ``Content-Encoding: gzip`` or ``deflate`` (zlib-wrapped, as HTTP
+    and tritonclient mean it), inflated to at most ``limit`` bytes."""
+    coding = encoding.strip().lower()
+    if coding in ("", "identity"):
+        return body
+    if coding in ("gzip", "x-gzip"):
+        wbits = 16 + zlib.MAX_WBITS
+    elif coding == "deflate":
+        wbits = zlib.MAX_WBITS
+    else:
+        raise UnsupportedEncodingError(
+            f"Content-Encoding {encoding!r} is not supported; send the body as it is, or "
+            "compressed with gzip or deflate"
+        )
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InputError(f"the request body is not valid {coding} data ({exc})") from None
+    if len(out) > limit:  # a small body that inflates without bound must not take the memory
+        raise PayloadTooLargeError(
+            f"the request body inflates to more than the limit of {limit} bytes; send less or "
+            "start the server with a larger --max-body-bytes"
+        )
+    if not inflater.eof:
+        raise InputError(f"the request body ends before its {coding} data does")
+    return out
 
 
 def _error(exc: ModelportError) -> Reply:

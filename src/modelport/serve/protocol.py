@@ -94,6 +94,7 @@ class _LaneCycle:
 class _LaneRequest:
     target: infer.Target
     header_length: str | None
+    content_encoding: str | None
     cycle: _LaneCycle
     url: bytes  # for the access log
     chunks: list[bytes] = field(default_factory=list)
@@ -172,8 +173,8 @@ def protocol_class(app: Any, access_log: bool = False) -> Any:
             gate.lane_answers += 1
             # One connection: no other request can join this turn, the model may run at once.
             alone = len(self.connections) == 1
-            task = infer.start_call(gate.service, lane.target, body, lane.header_length, answer,
-                                    self._raw.is_closing, alone)
+            request = infer.Call(lane.target, body, lane.header_length, lane.content_encoding)
+            task = infer.start_call(gate.service, request, answer, self._raw.is_closing, alone)
             if task is not None:  # the model had to be found or loaded first
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
@@ -205,7 +206,7 @@ def protocol_class(app: Any, access_log: bool = False) -> Any:
             target = infer.match(path)
             if target is None:
                 return None
-            length = authorization = header_length = None
+            length = authorization = header_length = encoding = None
             for name, value in self.headers:
                 if name == b"content-length":
                     length = value
@@ -213,6 +214,8 @@ def protocol_class(app: Any, access_log: bool = False) -> Any:
                     authorization = value
                 elif name == b"inference-header-content-length":
                     header_length = value.decode("latin-1")
+                elif name == b"content-encoding":
+                    encoding = value.decode("latin-1")
                 elif name == b"transfer-encoding":
                     return None
             if length is None or not length.isdigit() or int(length) > gate.max_body_bytes:
@@ -220,7 +223,7 @@ def protocol_class(app: Any, access_log: bool = False) -> Any:
             if not gate.authorized(path, authorization or b""):
                 return None
             return _LaneRequest(
-                target, header_length, _LaneCycle(parser.should_keep_alive()), self.url
+                target, header_length, encoding, _LaneCycle(parser.should_keep_alive()), self.url
             )
 
         def _answer(self, cycle: _LaneCycle, reply: infer.Reply) -> None:

@@ -21,7 +21,9 @@ def routes(service: InferenceService) -> list[Route]:
         if target is None:
             raise NotFoundError(f"no such endpoint: POST {request.url.path}; use "
                                 "/v1/models/{ref}:predict")
-        return infer.to_response(await infer.call(service, target, await request.body(), None))
+        call = infer.Call(target, await request.body(), None,
+                          request.headers.get("content-encoding"))
+        return infer.to_response(await infer.call(service, call))
 
     async def metadata(request: Request) -> Response:
         return Response(orjson.dumps(service.model_metadata(request.path_params["path"])),

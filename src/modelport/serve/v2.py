@@ -54,9 +54,10 @@ def routes(service: InferenceService) -> list[Route]:
         # this route answers them when the app is mounted without the gate.
         params = request.path_params
         target = infer.Target("v2", params["model"], params.get("version"))
-        reply = await infer.call(service, target, await request.body(),
-                                  request.headers.get(HEADER_LENGTH))
-        return infer.to_response(reply)
+        headers = request.headers
+        call = infer.Call(target, await request.body(), headers.get(HEADER_LENGTH),
+                          headers.get("content-encoding"))
+        return infer.to_response(await infer.call(service, call))
 
     async def repository_index(request: Request) -> Response:
         body = await request.body()
