@@ -21,6 +21,7 @@ _ERRORS = {
     "401": _json(_ref("Error"), "missing or wrong bearer token"),
     "404": _json(_ref("Error"), "unknown model, version or alias"),
     "413": _json(_ref("Error"), "request body over the limit"),
+    "415": _json(_ref("Error"), "a Content-Encoding other than gzip or deflate"),
     "503": _json(_ref("Error"), "not ready, unloaded, queue full or shutting down"),
 }
 _MODEL = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"},
