@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 
 import orjson
 from starlette.applications import Starlette
@@ -25,7 +26,7 @@ from modelport.errors import ModelportError, PayloadTooLargeError
 from modelport.serve import infer, simple, v2
 from modelport.serve.service import InferenceService
 
-__all__ = ["ModelportApp", "create_app", "error_response"]
+__all__ = ["ModelportApp", "RequestHeaders", "create_app", "error_response", "read_headers"]
 
 log = logging.getLogger("modelport.serve")
 
@@ -139,25 +140,11 @@ class ModelportApp:
         if scope["type"] != "http":
             await self.starlette(scope, receive, send)
             return
-        authorization = b""
-        length = -1
-        header_length: str | None = None
-        encoding: str | None = None
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    length = -1
-            elif key == b"authorization":
-                authorization = value
-            elif key == b"inference-header-content-length":
-                header_length = value.decode("latin-1")
-            elif key == b"content-encoding":
-                encoding = value.decode("latin-1")
+        headers = read_headers(scope["headers"])
+        length = headers.length
         path: str = scope["path"]
-        if not self.authorized(path, authorization):
-            message = "missing bearer token" if not authorization else "wrong bearer token"
+        if not self.authorized(path, headers.authorization):
+            message = "missing bearer token" if not headers.authorization else "wrong bearer token"
             response = error_response(
                 401,
                 f"{message}; send the header 'Authorization: Bearer <token>'",
@@ -173,7 +160,7 @@ class ModelportApp:
         if scope["method"] == "POST":
             target = infer.match(path)
             if target is not None:
-                await self._infer(send, receive, length, target, header_length, encoding)
+                await self._infer(send, receive, target, headers)
                 return
         if length < 0:  # no Content-Length: count while reading
             receive = _limited(receive, limit)
@@ -183,23 +170,49 @@ class ModelportApp:
         self,
         send: Send,
         receive: Receive,
-        length: int,
         target: infer.Target,
-        header_length: str | None,
-        encoding: str | None,
+        headers: RequestHeaders,
     ) -> None:
         try:
-            body = await _read_body(receive, length, self.max_body_bytes)
+            body = await _read_body(receive, headers.length, self.max_body_bytes)
             if body is None:
                 return  # the client went away
-            reply = await infer.call(
-                self.service, infer.Call(target, body, header_length, encoding)
-            )
+            call = infer.Call(target, body, headers.header_length, headers.encoding)
+            reply = await infer.call(self.service, call)
         except ModelportError as exc:  # the body was too large
             reply = infer.error_reply(exc.http_status, str(exc))
-        headers = [*reply.headers, (b"content-length", b"%d" % len(reply.body))]
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        response_headers = [*reply.headers, (b"content-length", b"%d" % len(reply.body))]
+        await send({"type": "http.response.start", "status": reply.status,
+                    "headers": response_headers})
         await send({"type": "http.response.body", "body": reply.body})
+
+
+@dataclass(slots=True)
+class RequestHeaders:
+    """What the gate (and the server's fast lane) read of a request's headers."""
+
+    length: int = -1  # Content-Length; -1 when absent or not a number
+    authorization: bytes = b""
+    header_length: str | None = None  # Inference-Header-Content-Length
+    encoding: str | None = None  # Content-Encoding
+    chunked: bool = False  # a Transfer-Encoding was given
+
+
+def read_headers(headers: Iterable[tuple[bytes, bytes]]) -> RequestHeaders:
+    """One pass over lower-cased (name, value) pairs, as uvicorn gives them."""
+    found = RequestHeaders()
+    for name, value in headers:
+        if name == b"content-length":
+            found.length = int(value) if value.isdigit() else -1
+        elif name == b"authorization":
+            found.authorization = value
+        elif name == b"inference-header-content-length":
+            found.header_length = value.decode("latin-1")
+        elif name == b"content-encoding":
+            found.encoding = value.decode("latin-1")
+        elif name == b"transfer-encoding":
+            found.chunked = True
+    return found
 
 
 async def _read_body(receive: Receive, length: int, limit: int) -> bytes | None:

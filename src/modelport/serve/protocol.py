@@ -109,7 +109,7 @@ def protocol_class(app: Any, access_log: bool = False) -> Any:
         from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
     except ImportError:
         return "auto"
-    from modelport.serve.app import ModelportApp
+    from modelport.serve.app import ModelportApp, read_headers
 
     # The lane needs these of uvicorn's protocol; without them it stays off, uvicorn serves all.
     lane_on = isinstance(app, ModelportApp) and all(
@@ -206,24 +206,16 @@ def protocol_class(app: Any, access_log: bool = False) -> Any:
             target = infer.match(path)
             if target is None:
                 return None
-            length = authorization = header_length = encoding = None
-            for name, value in self.headers:
-                if name == b"content-length":
-                    length = value
-                elif name == b"authorization":
-                    authorization = value
-                elif name == b"inference-header-content-length":
-                    header_length = value.decode("latin-1")
-                elif name == b"content-encoding":
-                    encoding = value.decode("latin-1")
-                elif name == b"transfer-encoding":
-                    return None
-            if length is None or not length.isdigit() or int(length) > gate.max_body_bytes:
+            headers = read_headers(self.headers)
+            if (
+                headers.chunked
+                or not 0 <= headers.length <= gate.max_body_bytes
+                or not gate.authorized(path, headers.authorization)
+            ):
                 return None
-            if not gate.authorized(path, authorization or b""):
-                return None
+            lane_cycle = _LaneCycle(parser.should_keep_alive())
             return _LaneRequest(
-                target, header_length, encoding, _LaneCycle(parser.should_keep_alive()), self.url
+                target, headers.header_length, headers.encoding, lane_cycle, self.url
             )
 
         def _answer(self, cycle: _LaneCycle, reply: infer.Reply) -> None:
