@@ -1,4 +1,5 @@
-"""The convert / verify / inspect / providers commands, through click and the real entry point."""
+"""The convert / verify / inspect / providers / view commands, through click and the real entry
+point (``python -m formats``)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from modelport.cli import cli
+from formats.cli import cli
 from tests import onnx_models
 
-MODELPORT = Path(sys.executable).parent / "modelport"
+ENTRY_POINT = [sys.executable, "-m", "formats"]
 
 
 def _run(*args: str):
@@ -138,44 +139,45 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path: Path, doubler: Path) -> No
 
 def test_real_entry_point(doubler: Path, tmp_path: Path) -> None:
     ok = subprocess.run(
-        [str(MODELPORT), "inspect", "--json", str(doubler)], capture_output=True, text=True
+        [*ENTRY_POINT, "inspect", "--json", str(doubler)], capture_output=True, text=True
     )
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["inputs"][0]["name"] == "x"
 
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x00\x01\x02garbage")
-    bad = subprocess.run([str(MODELPORT), "convert", str(corrupt)], capture_output=True, text=True)
+    bad = subprocess.run([*ENTRY_POINT, "convert", str(corrupt)], capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_every_listed_command_loads_lazily_and_by_its_name() -> None:
-    import subprocess
-    import sys
+    import importlib
 
     import click
 
-    from modelport.cli import _COMMAND_MODULES, cli
+    from formats.cli import _COMMAND_MODULES, cli
+    from formats.cli.core import COMMANDS
 
+    assert [c.name for c in COMMANDS] == ["convert", "verify", "inspect", "providers", "view"]
+    for command in COMMANDS:
+        assert _COMMAND_MODULES.get(str(command.name)) == "formats.cli.core", command.name
     ctx = click.Context(cli)
     for name in cli.list_commands(ctx):
         command = cli.get_command(ctx, name)
         assert command is not None and command.name == name
     # Every command a module defines is listed, so none is unreachable.
-    import importlib
-
     defined = {
         c.name for m in set(_COMMAND_MODULES.values()) for c in importlib.import_module(m).COMMANDS
     }
     assert defined == set(_COMMAND_MODULES)
-    # Starting the server's command does not import the converters' command modules.
+    # Looking up one of these commands imports only their module, not the other command modules.
     code = (
-        "import sys; from modelport.cli import cli; import click;"
-        "cli.get_command(click.Context(cli), 'serve');"
+        "import sys; from formats.cli import cli; import click;"
+        "cli.get_command(click.Context(cli), 'view');"
         "print(sorted(m for m in sys.modules"
-        " if m.startswith('modelport.cli.') and not m.startswith('modelport.cli._')))"
+        " if m.startswith('formats.cli.') and not m.startswith('formats.cli._')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['modelport.cli.serve']"
+    assert out.stdout.strip() == "['formats.cli.core']"

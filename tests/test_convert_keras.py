@@ -9,10 +9,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from modelport.convert.base import ConversionResult, ConvertOptions
-from modelport.convert.keras import KerasConverter
-from modelport.convert.tensorflow import import_tf
-from modelport.errors import ConversionError, InputError, ModelLoadError, UsageError
+from formats.errors import ConversionError, InputError, ModelLoadError, UsageError
+from formats.onnx.convert.base import ConversionResult, ConvertOptions
+from formats.onnx.convert.keras import KerasConverter
+from formats.onnx.convert.tensorflow import import_tf
 
 pytestmark = [
     pytest.mark.heavy,
@@ -260,12 +260,12 @@ def test_detection_by_object_and_suffix(cnn: Any) -> None:
 def test_public_api_detects_converts_and_verifies(
     cnn: Any, keras_file: Path, tmp_path: Path
 ) -> None:
-    import modelport
-    from modelport.convert import detect
+    import formats.onnx
+    from formats.onnx.convert import detect
 
     assert detect(cnn).name == "keras" and detect(keras_file).name == "keras"
     out = tmp_path / "cnn.onnx"
-    result = modelport.convert(keras_file, output=out)
+    result = formats.onnx.convert(keras_file, output=out)
     assert result.framework == "keras" and out.is_file()
     assert result.report, result.report  # parity over the sample, its variations, batches 1 and 7
-    assert modelport.verify(out, original=keras_file)  # standalone, through native_runner
+    assert formats.onnx.verify(out, original=keras_file)  # standalone, through native_runner

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from modelport.convert import ConversionResult, convert, detect
-from modelport.errors import InputError, ModelLoadError, UsageError
+from formats.errors import InputError, ModelLoadError, UsageError
+from formats.onnx.convert import ConversionResult, convert, detect
 from tests.torch_models import LitClassifier
 
 torch.set_num_threads(1)

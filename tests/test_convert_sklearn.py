@@ -17,11 +17,11 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from modelport import convert, verify
-from modelport.convert import detect
-from modelport.convert.sklearn import non_tensor_outputs, strip_zipmap
-from modelport.errors import ConversionError, InputError, ModelLoadError
-from modelport.signature import Signature
+from formats.errors import ConversionError, InputError, ModelLoadError
+from formats.onnx import convert, verify
+from formats.onnx.convert import detect
+from formats.onnx.convert.sklearn import non_tensor_outputs, strip_zipmap
+from formats.signature import Signature
 
 
 def _run(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -9,9 +9,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from modelport.convert.base import ConversionResult, ConvertOptions
-from modelport.convert.tensorflow import TensorFlowConverter, import_tf
-from modelport.errors import ConversionError, ModelLoadError, UsageError
+from formats.errors import ConversionError, ModelLoadError, UsageError
+from formats.onnx.convert.base import ConversionResult, ConvertOptions
+from formats.onnx.convert.tensorflow import TensorFlowConverter, import_tf
 
 pytestmark = pytest.mark.heavy
 
@@ -146,12 +146,12 @@ def test_saved_model_without_signatures_says_how_to_save(tf: Any, tmp_path: Path
 def test_public_api_detects_converts_and_verifies(
     module: Any, saved_model: Path, tmp_path: Path
 ) -> None:
-    import modelport
-    from modelport.convert import detect
+    import formats.onnx
+    from formats.onnx.convert import detect
 
     assert detect(saved_model).name == "tensorflow" and detect(module).name == "tensorflow"
     out = tmp_path / "scorer.onnx"
-    result = modelport.convert(saved_model, output=out)
+    result = formats.onnx.convert(saved_model, output=out)
     assert result.framework == "tensorflow" and out.is_file()
     assert result.report, result.report
-    assert modelport.verify(out, original=saved_model)
+    assert formats.onnx.verify(out, original=saved_model)

@@ -14,9 +14,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from modelport.convert import ConversionResult, convert, detect, get
-from modelport.convert.base import ConvertOptions
-from modelport.errors import ConversionError, InputError, ModelLoadError, UsageError
+from formats.errors import ConversionError, InputError, ModelLoadError, UsageError
+from formats.onnx.convert import ConversionResult, convert, detect, get
+from formats.onnx.convert.base import ConvertOptions
 from tests.torch_models import (
     MLP,
     BranchOnSum,
@@ -102,7 +102,7 @@ def test_dynamic_batch_matches_torch(cnn: SmallCNN, cnn_result: ConversionResult
 
 
 def test_conversion_passes_verification(cnn_result: ConversionResult) -> None:
-    from modelport.verify import verify_conversion
+    from formats.onnx.verify import verify_conversion
 
     report = verify_conversion(cnn_result)
     assert report, report
@@ -207,7 +207,7 @@ def test_pickled_module_with_class(cnn: SmallCNN, tmp_path: Path) -> None:
 def test_standalone_verification_loads_the_original(
     cnn: SmallCNN, cnn_result: ConversionResult, tmp_path: Path
 ) -> None:
-    from modelport.verify import verify
+    from formats.onnx.verify import verify
 
     onnx_path = cnn_result.save(tmp_path / "cnn.onnx")
     weights = tmp_path / "weights.pth"

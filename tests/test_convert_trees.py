@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 
-from modelport import convert, verify
-from modelport.convert import detect
-from modelport.errors import InputError, ModelLoadError, UnsupportedModelError
+from formats.errors import InputError, ModelLoadError, UnsupportedModelError
+from formats.onnx import convert, verify
+from formats.onnx.convert import detect
 
 xgboost = pytest.importorskip("xgboost")
 lightgbm = pytest.importorskip("lightgbm")

@@ -9,8 +9,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from modelport.errors import ModelLoadError, NotFoundError, UsageError
-from modelport.inspect import inspect
+from formats.errors import ModelLoadError, NotFoundError, UsageError
+from formats.onnx.inspect import inspect
 from tests import onnx_models
 
 
@@ -81,5 +81,5 @@ def test_bad_files_fail_with_one_line(tmp_path) -> None:
 
     weights = tmp_path / "weights.npy"
     np.save(weights, np.ones(3))
-    with pytest.raises(UsageError, match="modelport convert"):
+    with pytest.raises(UsageError, match="python -m formats convert"):
         inspect(weights)

@@ -9,10 +9,9 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from modelport.convert.base import ConversionResult, Tolerance
-from modelport.errors import InputError, UsageError
-from modelport.signature import Signature
-from modelport.verify import (
+from formats.errors import InputError, UsageError
+from formats.onnx.convert.base import ConversionResult, Tolerance
+from formats.onnx.verify import (
     VerificationReport,
     compare,
     make_cases,
@@ -20,6 +19,7 @@ from modelport.verify import (
     verify,
     verify_conversion,
 )
+from formats.signature import Signature
 from tests import onnx_models
 
 

@@ -1,4 +1,4 @@
-"""``modelport view``: Netron serves the model on loopback, and stops."""
+"""``python -m formats view``: Netron serves the model on loopback, and stops."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from modelport.cli import cli
-from modelport.errors import UsageError
-from modelport.repository import Repository
-from modelport.view import start_view
+from formats.cli import cli
+from formats.errors import NotFoundError, UsageError
+from formats.onnx.view import start_view
 from tests import onnx_models
 
 
@@ -39,13 +38,28 @@ def test_serves_the_model_file_on_loopback_then_stops(tmp_path: Path) -> None:
         _get(server.url)
 
 
-def test_repository_reference(tmp_path: Path) -> None:
-    repo = Repository(tmp_path / "repo")
-    version = repo.register(onnx_models.doubler(), "doubler")
-    with start_view("doubler", repo=tmp_path / "repo") as server:
-        assert server.label == "doubler:1"
+def test_bundle_directory_shows_its_model_onnx(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text("{}")
+    model = onnx_models.save(onnx_models.doubler(), bundle / "model.onnx")
+    with start_view(bundle) as server:
+        assert server.label == "bundle/model.onnx"
+        assert server.model_file == model
         status, body = _get(server.model_url)
-        assert status == 200 and body == version.model_path.read_bytes()
+        assert status == 200 and body == model.read_bytes()
+
+
+def test_a_directory_must_be_a_bundle_with_a_model_onnx(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(UsageError, match="not a bundle"):
+        start_view(plain)
+    (plain / "manifest.json").write_text("{}")
+    with pytest.raises(NotFoundError, match="has no model.onnx"):
+        start_view(plain)
+    with pytest.raises(UsageError, match="no model given"):
+        start_view("")
 
 
 def test_port_in_use_says_so(tmp_path: Path) -> None:
@@ -63,11 +77,9 @@ def test_cli_errors(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["view", str(tmp_path / "nope.onnx"), "--no-browser"])
     assert result.exit_code == 2 and result.output.startswith("error: ")
     assert "does not exist" in result.output
-    from modelport.repository import Repository
 
-    Repository(tmp_path / "r")  # an empty repository: the model is what is missing
-    result = runner.invoke(cli, ["view", "ghost", "--repo", str(tmp_path / "r"), "--no-browser"])
-    assert result.exit_code == 2 and "ghost" in result.output
+    result = runner.invoke(cli, ["view", str(tmp_path), "--no-browser"])
+    assert result.exit_code == 2 and "not a bundle" in result.output
 
 
 def test_command_blocks_until_interrupted(tmp_path: Path) -> None:
@@ -82,7 +94,7 @@ def test_command_blocks_until_interrupted(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "from modelport.cli import main; main()",
+            "from formats.cli import main; main()",
             "view",
             str(model),
             "--no-browser",

@@ -1,0 +1,78 @@
+# modelport: local runs of the jobs and the formats module. `make help` lists the targets.
+# Every target that runs code first makes sure .venv holds what it needs (`make setup`).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+# Spark's Python workers run the venv's python, not whatever python3 is first on the PATH.
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+export SPARK_LOCAL_IP ?= 127.0.0.1
+
+ROWS    ?= 1000000
+DATA    ?= data/penguins
+BUNDLE  ?= bundles/penguins
+OUTPUT  ?= out/scores
+MODEL   ?= onnx
+
+# pip warns about each of this machine's configured local package folders that does not exist.
+PIP := $(PY) -m pip -q --disable-pip-version-check
+
+.PHONY: help setup java demo test lint data export parity providers view
+
+help: ## this list
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv and install modelport with every extra (first run only)
+
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory java
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  || { echo "modelport needs Python >= 3.11 (found $$($(PYTHON) --version))" >&2; exit 2; }
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing modelport and its extras into $(VENV)" >&2
+	@$(PIP) install --upgrade pip 2> >(grep -v '^WARNING: Location' >&2)
+	@# torch 2.13.0 is a local CPU build on these machines; a range that admits it installs nothing
+	@# more, while an unpinned torch would pull a multi-gigabyte CUDA build.
+	@$(PIP) install torch==2.13.0 2> >(grep -v '^WARNING: Location' >&2) \
+	  || echo "==> torch 2.13.0 not available here; pip chooses a torch build" >&2
+	@$(PIP) install -e '.[all,test]' 2> >(grep -v '^WARNING: Location' >&2)
+	@rm -f $(VENV)/.installed-* && touch $@
+
+java: ## check for Java >= 17 (sklearn2pmml, pypmml, JPMML and Spark need it)
+	@v=$$(java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/{print $$2}'); \
+	if [ -z "$$v" ]; then \
+	  echo "error: Java not found; install Java 17 or newer (Debian/Ubuntu: apt-get install -y openjdk-17-jdk-headless; macOS: brew install openjdk@17) and put java on the PATH" >&2; exit 2; \
+	elif [ "$${v%%.*}" -lt 17 ] 2>/dev/null; then \
+	  echo "error: Java $$v found, modelport needs 17 or newer (Debian/Ubuntu: apt-get install -y openjdk-17-jdk-headless)" >&2; exit 2; \
+	fi
+
+demo: setup ## the whole story on the embedded penguins data: data -> train -> bundle -> parity
+	$(PY) -m jobs.demo --rows $(ROWS)
+
+test: setup ## lint, type-check and run the whole test suite
+	$(VENV)/bin/ruff check formats jobs tests
+	$(VENV)/bin/mypy formats jobs
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff and mypy --strict
+	$(VENV)/bin/ruff check formats jobs tests
+	$(VENV)/bin/mypy formats jobs
+
+data: setup ## the embedded dataset scaled to ROWS rows of Parquet in DATA
+	$(PY) -m jobs.datagen --rows $(ROWS) --output $(DATA)
+
+export: setup ## train the default pipeline and save it as a bundle in BUNDLE
+	$(PY) -m jobs.export --output $(BUNDLE)
+
+parity: setup ## every format and engine of BUNDLE against the original
+	$(PY) -m formats parity $(BUNDLE)
+
+providers: setup ## ONNX Runtime's execution providers and which of them run here
+	$(PY) -m formats providers
+
+view: setup ## open BUNDLE's ONNX model in Netron on 127.0.0.1
+	$(PY) -m formats view $(BUNDLE)/model.onnx

@@ -1,0 +1,34 @@
+"""Java, which sklearn2pmml, pypmml, JPMML-Evaluator and Spark all need: found, or one line."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+
+from formats.errors import MissingDependencyError
+
+__all__ = ["java_version"]
+
+INSTALL_HINT = (
+    "install Java 17 or newer (Debian/Ubuntu: apt-get install -y openjdk-17-jdk-headless; "
+    "macOS: brew install openjdk@17) and put java on the PATH or set JAVA_HOME"
+)
+
+
+@functools.cache
+def java_version() -> str:
+    """The version line of the java that the JVM-based engines will start, or an error."""
+    home = os.environ.get("JAVA_HOME")
+    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
+    if not java or not os.access(java, os.X_OK):
+        raise MissingDependencyError(f"Java was not found; {INSTALL_HINT}")
+    try:
+        proc = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise MissingDependencyError(f"{java} -version failed ({exc}); {INSTALL_HINT}") from None
+    lines = (proc.stderr or proc.stdout).strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise MissingDependencyError(f"{java} -version failed; {INSTALL_HINT}")
+    return lines[0]

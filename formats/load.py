@@ -1,0 +1,69 @@
+"""``formats.load``: a scorer for one format of a bundle, on one engine.
+
+Every scorer has ``fmt``, ``engine`` and ``predict(DataFrame) -> DataFrame`` with the canonical
+columns (``label`` + ``proba_<class>``, or ``prediction``), so callers never branch on format.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from formats.bundle import Bundle
+from formats.errors import UsageError
+
+__all__ = ["ENGINES", "Scorer", "load"]
+
+# format -> its engines, the first being the default
+ENGINES: dict[str, tuple[str, ...]] = {
+    "pickle": ("sklearn",),
+    "skops": ("sklearn",),
+    "pmml": ("pypmml", "jpmml"),
+    "onnx": ("onnxruntime",),
+}
+
+
+class Scorer(Protocol):
+    fmt: str
+    engine: str
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame: ...
+
+
+def load(
+    bundle: Bundle | str | Path, fmt: str = "onnx", engine: str | None = None, **options: Any
+) -> Scorer:
+    """A scorer of ``bundle``'s ``fmt`` model. ONNX takes ``providers`` and
+    ``intra_op_threads`` options; other formats take none."""
+    if not isinstance(bundle, Bundle):
+        bundle = Bundle.open(bundle)
+    if fmt not in ENGINES:
+        raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(ENGINES)}")
+    engine = engine or ENGINES[fmt][0]
+    if engine not in ENGINES[fmt]:
+        raise UsageError(
+            f"unknown engine {engine!r} for {fmt}; use one of {', '.join(ENGINES[fmt])}"
+        )
+    if options and fmt != "onnx":
+        raise UsageError(f"the {fmt} format takes no options (got {sorted(options)})")
+    m = bundle.manifest
+    name = bundle.file_of(fmt)
+    if fmt == "onnx":
+        from formats.onnx.scorer import OnnxScorer
+
+        return OnnxScorer(bundle.read(name), m.task, m.classes, m.inputs, **options)
+    if fmt == "pmml":
+        from formats.pmml import JpmmlScorer, PypmmlScorer
+
+        cls = PypmmlScorer if engine == "pypmml" else JpmmlScorer
+        return cls(bundle.checked_path("pmml"), m.task, m.classes, m.inputs, m.has_proba)
+    from formats.sklearn_formats import SklearnScorer, load_pickle, load_skops
+
+    if fmt == "pickle":
+        model = load_pickle(bundle.read(name))
+    else:
+        trusted = list(m.formats["skops"].details.get("trusted_types", []))
+        model = load_skops(bundle.read(name), trusted)
+    return SklearnScorer(model, fmt, m.task, m.classes, m.inputs, m.has_proba)

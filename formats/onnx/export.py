@@ -1,0 +1,174 @@
+"""A fitted pipeline to the bundle's ``model.onnx``: plain tensors in, plain tensors out.
+
+The model gets one ``[batch, 1]`` input per column (float for numbers, int64 for integer columns,
+string for categories) and the outputs ``label`` + ``probabilities`` (classifiers; never ZipMap)
+or ``variable`` (regressors), through the converters of :mod:`formats.onnx.convert`.
+
+Two things differ from scikit-learn and are settled here, once:
+
+- **Missing strings.** An ONNX string tensor cannot hold a null, so scorers feed a missing
+  category as ``""``. The pipeline converted is a copy in which string imputers look for ``""``
+  and encoders that learnt NaN as a category know it as ``""``: the ONNX model then treats a
+  missing category exactly as the original treats NaN.
+- **Precision.** skl2onnx computes in float32. A threshold between two float64 values can fall
+  on the other side in float32 and flip a tree's split. ``precision="auto"`` converts in float32,
+  compares the labels with the original on the sample, and converts again in float64 (double
+  tree ensembles) when any label differs; the manifest says which ran and why.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from formats.errors import ConversionError, FormatUnsupportedError
+from formats.schema import ColumnSpec, conform
+
+__all__ = ["OnnxExport", "export_onnx", "onnx_feed_frame"]
+
+PRECISIONS = ("auto", "float32", "float64")
+
+
+@dataclass
+class OnnxExport:
+    data: bytes
+    precision: str
+    details: dict[str, Any]
+
+
+def export_onnx(
+    model: Any,
+    sample: pd.DataFrame,
+    specs: list[ColumnSpec],
+    task: str,
+    precision: str = "auto",
+) -> OnnxExport:
+    """Convert ``model`` with the sample's columns; raise FormatUnsupportedError if it cannot."""
+    if precision not in PRECISIONS:
+        raise ConversionError(
+            f"unknown ONNX precision {precision!r}; use one of {', '.join(PRECISIONS)}"
+        )
+    prepared = _null_strings_as_empty(model)
+    feed_frame = onnx_feed_frame(conform(sample, specs), specs)
+    first = "float64" if precision == "float64" else "float32"
+    result = _convert(prepared, feed_frame, first)
+    details: dict[str, Any] = {"precision": first}
+    if precision == "auto" and task == "classification":
+        agreement = _label_agreement(result, model, sample, specs)
+        details["float32_label_agreement"] = agreement
+        if agreement < 1.0:
+            flipped = f"float32 changed {1 - agreement:.2%} of the sample's labels (a split flipped)"
+            try:
+                wide = _convert(prepared, feed_frame, "float64")
+            except FormatUnsupportedError as exc:
+                details["why"] = f"{flipped}; float64 failed: {exc.reason}"
+            else:
+                wide_agreement = _label_agreement(wide, model, sample, specs)
+                if _is_double(wide) and wide_agreement > agreement:
+                    result = wide
+                    details |= {"precision": "float64", "float64_label_agreement": wide_agreement}
+                    details["why"] = f"{flipped}; float64 keeps {wide_agreement:.2%}"
+                else:
+                    details["why"] = (
+                        f"{flipped}; this model has no float64 ONNX form that does better"
+                    )
+    details["precision"] = "float64" if _is_double(result) else "float32"
+    details["opset"] = {op.domain or "ai.onnx": op.version for op in result.model.opset_import}
+    details["notes"] = list(result.notes)
+    return OnnxExport(result.model.SerializeToString(), details["precision"], details)
+
+
+def _is_double(result: Any) -> bool:
+    """Whether the converted model takes double inputs (what ran, not what was asked)."""
+    return any(
+        i.type.tensor_type.elem_type == 11  # TensorProto.DOUBLE
+        for i in result.model.graph.input
+    )
+
+
+def onnx_feed_frame(frame: pd.DataFrame, specs: list[ColumnSpec]) -> pd.DataFrame:
+    """A conformed frame as the ONNX model takes it: missing strings are ``""``."""
+    out = frame.copy()
+    for spec in specs:
+        if spec.kind == "string":
+            out[spec.name] = out[spec.name].where(out[spec.name].notna(), "").astype(str)
+    return out
+
+
+def _convert(model: Any, frame: pd.DataFrame, precision: str) -> Any:
+    from formats.onnx.convert import convert
+
+    try:
+        return convert(model, sample=frame, keep_float64=precision == "float64", verify=False)
+    except ConversionError as exc:
+        raise FormatUnsupportedError("onnx", _failing_step(model, str(exc)), str(exc)) from exc
+
+
+def _label_agreement(
+    result: Any, model: Any, sample: pd.DataFrame, specs: list[ColumnSpec]
+) -> float:
+    from formats.onnx.scorer import OnnxScorer
+
+    scorer = OnnxScorer(result.model.SerializeToString(), "classification", None, specs)
+    onnx_labels = scorer.raw_labels(sample)
+    ref = np.asarray(model.predict(conform(sample, specs).replace({None: np.nan})))
+    return float(np.mean(onnx_labels.astype(str) == ref.astype(str)))
+
+
+def _walk(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every estimator inside a pipeline, with its path of step names."""
+    yield path, obj
+    for name, step in getattr(obj, "steps", []):
+        yield from _walk(step, f"{path}/{name}" if path else name)
+    for name, step, _cols in getattr(obj, "transformers_", []):
+        if not isinstance(step, str):
+            yield from _walk(step, f"{path}/{name}" if path else name)
+
+
+def _failing_step(model: Any, message: str) -> str | None:
+    """The step whose class the converter's message names, else None."""
+    for path, obj in _walk(model):
+        if path and type(obj).__name__ in message:
+            return path
+    return None
+
+
+def _null_strings_as_empty(model: Any) -> Any:
+    """A copy of the pipeline that reads ``""`` where the original reads a missing category."""
+    if not any(_reads_missing_strings(obj) for _path, obj in _walk(model)):
+        return model
+    clone = copy.deepcopy(model)
+    for _path, obj in _walk(clone):
+        kind = type(obj).__name__
+        if kind == "SimpleImputer" and np.asarray(obj.statistics_).dtype == object:
+            if _is_nan(obj.missing_values):
+                obj.missing_values = ""
+        elif kind in ("OneHotEncoder", "OrdinalEncoder"):
+            obj.categories_ = [
+                np.array(["" if _is_nan(v) else v for v in c], dtype=c.dtype) if _has_nan(c) else c
+                for c in obj.categories_
+            ]
+    return clone
+
+
+def _reads_missing_strings(obj: Any) -> bool:
+    kind = type(obj).__name__
+    if kind == "SimpleImputer":
+        stats = getattr(obj, "statistics_", None)
+        return stats is not None and np.asarray(stats).dtype == object
+    if kind in ("OneHotEncoder", "OrdinalEncoder"):
+        return any(_has_nan(c) for c in getattr(obj, "categories_", []))
+    return False
+
+
+def _is_nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _has_nan(categories: Any) -> bool:
+    return np.asarray(categories).dtype == object and any(_is_nan(v) for v in categories)

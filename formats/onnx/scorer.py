@@ -1,0 +1,115 @@
+"""The bundle's ONNX model scored by ONNX Runtime, with the canonical output columns.
+
+The feeding and decoding are plain functions of numpy arrays, so the Spark executors' UDF
+(:mod:`jobs._udf`) runs exactly this code on Arrow batches: the job and ``formats.load`` cannot
+drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from formats.errors import InputError
+from formats.onnx.runtime import Session, SessionOptions
+from formats.schema import ColumnSpec, canonical_frame, conform
+
+__all__ = ["OnnxScorer"]
+
+
+class OnnxScorer:
+    fmt = "onnx"
+    engine = "onnxruntime"
+
+    def __init__(
+        self,
+        model: bytes,
+        task: str,
+        classes: list[Any] | None,
+        inputs: list[ColumnSpec],
+        *,
+        providers: Sequence[str] = (),
+        intra_op_threads: int = 0,
+        provider_options: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        self.task = task
+        self.classes = classes
+        self.inputs = inputs
+        self.session = Session(
+            model,
+            SessionOptions(
+                providers=tuple(providers),
+                intra_op_threads=intra_op_threads,
+                provider_options=tuple(provider_options or ()),
+            ),
+        )
+        self.providers = self.session.providers
+        self._dtypes = {spec.name: np.dtype(spec.dtype) for spec in self.session.signature.inputs}
+        names = self.session.signature.output_names
+        self._label = "label" if "label" in names else None
+        self._proba = "probabilities" if "probabilities" in names else None
+        self._value = next((n for n in names if n not in ("label", "probabilities")), names[0])
+        # All-numeric models without a ColumnTransformer take one [batch, n] tensor of the
+        # columns in manifest order; the others one [batch, 1] tensor per column.
+        self._matrix: str | None = None
+        missing = [s.name for s in inputs if s.name not in self._dtypes]
+        if missing and len(self._dtypes) == 1:
+            (self._matrix,) = self._dtypes
+            width = self.session.signature.inputs[0].shape[-1]
+            if width not in (None, len(inputs)) or any(s.kind != "numeric" for s in inputs):
+                raise InputError(
+                    f"model.onnx takes one tensor of width {width}, which does not fit the "
+                    f"manifest's {len(inputs)} input columns; re-create the bundle"
+                )
+        elif missing:
+            raise InputError(
+                f"model.onnx has no input(s) {missing} of the manifest; the bundle's files do "
+                "not belong together: re-create it"
+            )
+
+    def feed(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """1-D column arrays (by input name) as the model's ``[batch, 1]`` tensors.
+
+        A missing string (None or NaN in an object array) is fed as "" (see formats.onnx.export).
+        """
+        if self._matrix is not None:
+            dtype = self._dtypes[self._matrix]
+            stacked = np.column_stack([np.asarray(columns[s.name], dtype=dtype) for s in self.inputs])
+            return {self._matrix: stacked}
+        feed = {}
+        for name, dtype in self._dtypes.items():
+            values = np.asarray(columns[name])
+            if dtype == np.dtype(object) or dtype.kind in "US":
+                if values.dtype == object:
+                    values = np.where(pd.isna(values), "", values)
+                values = values.astype(str).astype(object)
+            elif values.dtype != dtype:
+                values = values.astype(dtype)
+            feed[name] = values.reshape(-1, 1)
+        return feed
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.session.run(feed)
+
+    def canonical(self, outputs: Mapping[str, np.ndarray], index: Any = None) -> pd.DataFrame:
+        if self.task == "classification":
+            label = outputs[self._label] if self._label else None
+            proba = outputs[self._proba] if self._proba else None
+            return canonical_frame(self.task, self.classes, label=label, proba=proba, index=index)
+        return canonical_frame(self.task, None, prediction=outputs[self._value], index=index)
+
+    def _outputs(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        x = conform(frame, self.inputs)
+        return self.run(self.feed({c: x[c].to_numpy() for c in x.columns}))
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return self.canonical(self._outputs(frame), frame.index)
+
+    def raw_labels(self, frame: pd.DataFrame) -> np.ndarray:
+        """The label tensor as ONNX Runtime returns it (for export's precision check)."""
+        if self._label is None:
+            raise InputError("model.onnx has no label output")
+        return np.asarray(self._outputs(frame)[self._label]).reshape(-1)

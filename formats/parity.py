@@ -1,0 +1,200 @@
+"""``formats.parity``: every format and engine of a bundle against the original model.
+
+The original is the pickle: the fitted object itself, scored by its own ``predict`` and
+``predict_proba``. Each other scorer runs on the same rows; labels must agree on the stated share
+of rows and every probability or prediction within ``atol + rtol * |original|``. Results are
+data (:class:`ParityReport`, ``to_dict()``); :mod:`formats.render` draws them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from formats.bundle import Bundle
+from formats.errors import InputError, ModelportError
+from formats.load import ENGINES, Scorer, load
+from formats.manifest import Tolerance
+
+__all__ = ["EngineParity", "OutputDiff", "ParityReport", "parity", "read_data"]
+
+FIRST_ROWS = 5
+
+
+@dataclass
+class OutputDiff:
+    column: str
+    max_abs: float
+    max_rel: float
+    rows_over: int
+    passed: bool
+
+
+@dataclass
+class EngineParity:
+    fmt: str
+    engine: str
+    status: str  # "pass", "fail", "not saved", "error"
+    reason: str = ""
+    rows: int = 0
+    label_agreement: float | None = None
+    rows_disagree: int = 0
+    first_disagreements: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[OutputDiff] = field(default_factory=list)
+    precision: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+@dataclass
+class ParityReport:
+    bundle: str
+    rows: int
+    tolerance: Tolerance
+    results: list[EngineParity]
+
+    @property
+    def passed(self) -> bool:
+        """Every format that was saved agrees; formats not saved are reported, not failed."""
+        return all(r.passed or r.status == "not saved" for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["passed"] = self.passed
+        return data
+
+
+def read_data(path: str | Path) -> pd.DataFrame:
+    """A Parquet file or directory of Parquet files as one DataFrame."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(str(path)).to_pandas()
+    except FileNotFoundError:
+        raise InputError(f"{str(path)!r} does not exist; pass a Parquet file or directory") from None
+    except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for a damaged or other file
+        raise InputError(f"{str(path)!r} is not readable Parquet: {exc}") from None
+
+
+def parity(
+    bundle: Bundle | str | Path,
+    data: pd.DataFrame | str | Path | None = None,
+    *,
+    formats: Sequence[str] | None = None,
+    tolerance: Tolerance | None = None,
+    rows: int | None = None,
+) -> ParityReport:
+    """Compare every (or the named) format and engine with the original on ``data``.
+
+    ``data`` defaults to the bundle's input example; pass held-out rows for a real check.
+    """
+    if not isinstance(bundle, Bundle):
+        bundle = Bundle.open(bundle)
+    manifest = bundle.manifest
+    tol = tolerance or manifest.tolerance
+    if data is None:
+        frame = pd.read_parquet(_example(bundle))
+    elif isinstance(data, pd.DataFrame):
+        frame = data
+    else:
+        frame = read_data(data)
+    if rows is not None:
+        frame = frame.head(rows)
+    if len(frame) == 0:
+        raise InputError("the parity data has no rows; pass a dataset with rows to compare")
+    original = load(bundle, "pickle")
+    expected = original.predict(frame)
+    results = []
+    for fmt, engines in ENGINES.items():
+        if fmt == "pickle" or (formats is not None and fmt not in formats):
+            continue
+        entry = manifest.formats.get(fmt)
+        for engine in engines:
+            if entry is None or not entry.saved:
+                reason = entry.why_not() if entry else "not saved"
+                results.append(EngineParity(fmt, engine, "not saved", reason))
+                continue
+            results.append(_compare(bundle, fmt, engine, frame, expected, tol))
+    return ParityReport(bundle.location, len(frame), tol, results)
+
+
+def _example(bundle: Bundle) -> Any:
+    import io
+
+    return io.BytesIO(bundle.read("input_example.parquet"))
+
+
+def _compare(
+    bundle: Bundle,
+    fmt: str,
+    engine: str,
+    data: pd.DataFrame,
+    expected: pd.DataFrame,
+    tol: Tolerance,
+) -> EngineParity:
+    precision = bundle.manifest.formats[fmt].details.get("precision")
+    start = time.perf_counter()
+    scorer: Scorer | None = None
+    try:
+        scorer = load(bundle, fmt, engine)
+        got = scorer.predict(data)
+    except ModelportError as exc:
+        return EngineParity(fmt, engine, "error", str(exc), precision=precision)
+    finally:
+        close = getattr(scorer, "close", None)
+        if close is not None:
+            close()
+    seconds = time.perf_counter() - start
+    result = EngineParity(fmt, engine, "pass", rows=len(data), precision=precision)
+    result.seconds = seconds
+    bad = np.zeros(len(data), dtype=bool)
+    if "label" in expected:
+        same = expected["label"].to_numpy() == got["label"].to_numpy()
+        result.label_agreement = float(same.mean())
+        bad |= ~same
+        if result.label_agreement < tol.labels:
+            result.status = "fail"
+    for column in expected.columns:
+        if column == "label":
+            continue
+        diff = _diff(column, expected[column].to_numpy(), got[column].to_numpy(), tol)
+        bad |= diff[1]
+        result.outputs.append(diff[0])
+        if not diff[0].passed:
+            result.status = "fail"
+    result.rows_disagree = int(bad.sum())
+    for i in np.flatnonzero(bad)[:FIRST_ROWS]:
+        row = {"row": int(i)}
+        row |= {f"original.{c}": _plain(expected[c].iloc[i]) for c in expected.columns}
+        row |= {f"{fmt}.{c}": _plain(got[c].iloc[i]) for c in got.columns}
+        result.first_disagreements.append(row)
+    return result
+
+
+def _diff(
+    column: str, want: np.ndarray, got: np.ndarray, tol: Tolerance
+) -> tuple[OutputDiff, np.ndarray]:
+    want = want.astype(np.float64)
+    got = got.astype(np.float64)
+    err = np.abs(got - want)
+    err = np.where(np.isnan(want) & np.isnan(got), 0.0, err)  # both missing: equal
+    err = np.where(np.isnan(err), np.inf, err)  # one missing: as wrong as it gets
+    over = err > tol.atol + tol.rtol * np.abs(want)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(err == 0, 0.0, err / np.abs(want))
+    max_abs = float(err.max()) if len(err) else 0.0
+    max_rel = float(np.nanmax(rel)) if len(rel) else 0.0
+    return OutputDiff(column, max_abs, max_rel, int(over.sum()), not over.any()), over
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,264 @@
+"""``formats.save``: one fitted pipeline written as a bundle in every format it fits.
+
+The bundle is written into a temporary directory beside its destination and renamed into place
+at the end, so a bundle is whole or absent: a crash, a full disk or a failing exporter never
+leaves half of one. A format that cannot take the model (a FunctionTransformer has no PMML or
+ONNX form) does not stop the others: the manifest records which step failed and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from formats.bundle import Bundle, sha256_file
+from formats.errors import FormatUnsupportedError, InputError, UsageError
+from formats.manifest import FORMATS, FormatEntry, Manifest, Tolerance
+from formats.schema import ColumnSpec, input_specs
+
+__all__ = ["save"]
+
+_PACKAGES = (
+    "scikit-learn", "skops", "sklearn2pmml", "skl2onnx", "onnxmltools", "onnx", "onnxruntime",
+    "xgboost", "lightgbm", "numpy", "pandas",
+)  # fmt: skip
+EXAMPLE_ROWS = 100
+
+
+def save(
+    model: Any,
+    out_dir: str | Path,
+    *,
+    sample: pd.DataFrame,
+    formats: Sequence[str] = tuple(FORMATS),
+    name: str | None = None,
+    version: str = "1",
+    tags: dict[str, str] | None = None,
+    description: str = "",
+    onnx_precision: str = "auto",
+    tolerance: Tolerance | None = None,
+    overwrite: bool = False,
+) -> Bundle:
+    """Write ``model`` (fitted on ``sample``'s columns) as a bundle directory ``out_dir``.
+
+    Raises InputError for an unfitted model or a sample that does not match it, UsageError for an
+    unknown format or an existing ``out_dir`` (unless ``overwrite``), MissingDependencyError
+    when PMML is asked for and Java is missing. Returns the opened bundle.
+    """
+    destination = Path(out_dir)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise UsageError(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
+    if destination.exists() and not overwrite:
+        raise UsageError(f"{str(destination)!r} exists; pass overwrite=True (--overwrite)")
+    _check_fitted(model)
+    specs = input_specs(sample)
+    _check_columns(model, specs)
+    task, classes = _task(model)
+    if "pmml" in formats:
+        from formats.java import java_version
+
+        java_version()  # before any work: the one environmental failure we can see coming
+
+    tmp = _temp_dir(destination)
+    try:
+        entries = {
+            fmt: _write_format(fmt, model, sample, specs, task, tmp, onnx_precision)
+            for fmt in formats
+        }
+        example = sample.head(EXAMPLE_ROWS)
+        example.to_parquet(tmp / "input_example.parquet", index=False)
+        manifest = Manifest(
+            name=name or destination.name,
+            version=str(version),
+            task=task,
+            classes=classes,
+            inputs=specs,
+            model_type=_model_type(model),
+            formats=entries,
+            versions=_versions(entries),
+            tolerance=tolerance or Tolerance(),
+            has_proba=task == "classification" and hasattr(model, "predict_proba"),
+            description=description,
+            tags=dict(tags or {}),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        manifest.files = {
+            f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size}
+            for f in sorted(tmp.iterdir())
+        }
+        (tmp / "manifest.json").write_text(manifest.to_json())
+        _fsync_dir(tmp)
+        _replace(tmp, destination)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Bundle.open(destination)
+
+
+def _write_format(
+    fmt: str,
+    model: Any,
+    sample: pd.DataFrame,
+    specs: list[ColumnSpec],
+    task: str,
+    tmp: Path,
+    onnx_precision: str,
+) -> FormatEntry:
+    file = FORMATS[fmt]
+    path = tmp / file
+    try:
+        details = _WRITERS[fmt](model, sample, specs, task, path, onnx_precision)
+    except FormatUnsupportedError as exc:
+        path.unlink(missing_ok=True)
+        return FormatEntry("failed", step=exc.step, reason=exc.reason)
+    return FormatEntry("saved", file=file, details=details)
+
+
+def _pickle(model: Any, _s: pd.DataFrame, _c: Any, _t: str, path: Path, _p: str) -> dict[str, Any]:
+    from formats.sklearn_formats import write_pickle
+
+    return write_pickle(model, path)
+
+
+def _skops(model: Any, _s: pd.DataFrame, _c: Any, _t: str, path: Path, _p: str) -> dict[str, Any]:
+    from formats.sklearn_formats import write_skops
+
+    return write_skops(model, path)
+
+
+def _pmml(model: Any, sample: pd.DataFrame, _c: Any, _t: str, path: Path, _p: str) -> dict[str, Any]:
+    from formats.pmml import write_pmml
+
+    return write_pmml(model, sample, path)
+
+
+def _onnx(
+    model: Any, sample: pd.DataFrame, specs: list[ColumnSpec], task: str, path: Path, prec: str
+) -> dict[str, Any]:
+    from formats.onnx.export import export_onnx
+
+    export = export_onnx(model, sample, specs, task, prec)
+    path.write_bytes(export.data)
+    return export.details
+
+
+_WRITERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "pickle": _pickle,
+    "skops": _skops,
+    "pmml": _pmml,
+    "onnx": _onnx,
+}
+
+
+def _check_fitted(model: Any) -> None:
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(model)
+    except NotFittedError:
+        raise InputError(
+            f"{type(model).__name__} is not fitted; call fit() on the training data before "
+            "saving"
+        ) from None
+    except TypeError as exc:  # not an estimator at all
+        raise InputError(
+            f"{type(model).__name__} is not a scikit-learn compatible estimator ({exc}); save a "
+            "fitted scikit-learn, XGBoost or LightGBM model or pipeline"
+        ) from None
+
+
+def _check_columns(model: Any, specs: list[ColumnSpec]) -> None:
+    fitted = getattr(model, "feature_names_in_", None)
+    have = [s.name for s in specs]
+    if fitted is None:
+        n = getattr(model, "n_features_in_", None)
+        if n is not None and int(n) != len(have):
+            raise InputError(
+                f"the sample has {len(have)} column(s) but the model was fitted on {n}; pass the "
+                "DataFrame the model was fitted on"
+            )
+        return
+    fitted = [str(c) for c in fitted]
+    missing = [c for c in fitted if c not in have]
+    extra = [c for c in have if c not in fitted]
+    if missing or extra:
+        parts = ([f"lacks {missing}"] if missing else []) + ([f"adds {extra}"] if extra else [])
+        raise InputError(
+            f"the sample's columns do not match the model: it {' and '.join(parts)}; the model "
+            f"was fitted on {fitted}"
+        )
+
+
+def _task(model: Any) -> tuple[str, list[Any] | None]:
+    from sklearn.base import is_classifier, is_regressor
+
+    if is_classifier(model):
+        return "classification", [_plain(c) for c in np.asarray(model.classes_).tolist()]
+    if is_regressor(model):
+        return "regression", None
+    raise InputError(
+        f"{type(model).__name__} is neither a classifier nor a regressor; bundles hold models "
+        "that predict (end the pipeline with an estimator)"
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _model_type(model: Any) -> str:
+    steps = getattr(model, "steps", None)
+    final = steps[-1][1] if steps else model
+    return f"{type(model).__name__}({type(final).__name__})" if steps else type(model).__name__
+
+
+def _versions(entries: dict[str, FormatEntry]) -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in _PACKAGES:
+        with contextlib.suppress(PackageNotFoundError):
+            found[package] = package_version(package)
+    java = entries.get("pmml")
+    if java is not None and java.details.get("java"):
+        found["java"] = str(java.details["java"])
+    return found
+
+
+def _temp_dir(destination: Path) -> Path:
+    parent = destination.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise UsageError(f"cannot write a bundle in {str(parent)!r}: {exc.strerror}") from None
+
+
+def _fsync_dir(directory: Path) -> None:
+    for path in directory.iterdir():
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def _replace(tmp: Path, destination: Path) -> None:
+    """Rename the finished bundle into place; an old one is moved aside first, then removed."""
+    os.chmod(tmp, 0o755)
+    old = None
+    if destination.exists():
+        old = destination.with_name(f".{destination.name}.old-{os.getpid()}")
+        os.replace(destination, old)
+    os.replace(tmp, destination)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+

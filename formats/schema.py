@@ -1,0 +1,187 @@
+"""The model's input and output contract, and the checks every scorer runs against it.
+
+A bundle's inputs are named columns, each ``numeric`` (float64, int64, bool; NaN allowed where the
+pipeline imputes) or ``string`` (categories; ``None`` allowed where the pipeline imputes). Every
+scorer takes a DataFrame, checks it with :func:`conform` (missing column, wrong type: one line;
+castable types are cast; other columns ignored) and returns the canonical columns of
+:func:`output_columns`, whatever the format: a classifier gives ``label`` and one
+``proba_<class>`` per class, a regressor ``prediction``. Parity and comparison need no per-format
+code because of that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from formats.errors import InputError
+
+__all__ = [
+    "ColumnSpec",
+    "canonical_frame",
+    "conform",
+    "input_specs",
+    "output_columns",
+    "proba_column",
+]
+
+# How many distinct values of a string column the manifest records.
+MAX_CATEGORIES = 1000
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One input column: ``kind`` is "numeric" or "string"; ``dtype`` is the training dtype."""
+
+    name: str
+    kind: str
+    dtype: str
+    nullable: bool = True
+    categories: list[str] | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ColumnSpec:
+        return cls(
+            name=str(data["name"]),
+            kind=str(data["kind"]),
+            dtype=str(data["dtype"]),
+            nullable=bool(data.get("nullable", True)),
+            categories=data.get("categories"),
+        )
+
+
+def input_specs(sample: pd.DataFrame) -> list[ColumnSpec]:
+    """The input contract read off a training sample's columns and dtypes."""
+    if not isinstance(sample, pd.DataFrame):
+        raise InputError(
+            f"the sample is a {type(sample).__name__}; pass a pandas DataFrame of the training "
+            "features (its columns become the model's input schema)"
+        )
+    if sample.shape[0] == 0 or sample.shape[1] == 0:
+        raise InputError("the sample DataFrame is empty; pass the rows the model was fitted on")
+    specs = []
+    for col in sample.columns:
+        series = sample[col]
+        name = str(col)
+        nullable = bool(series.isna().any())
+        if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
+            dtype = "float64" if pd.api.types.is_float_dtype(series.dtype) else "int64"
+            specs.append(ColumnSpec(name, "numeric", dtype, nullable))
+        elif isinstance(series.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(
+            series.dtype
+        ):
+            values = sorted({str(v) for v in series.dropna().unique()})
+            categories = values if len(values) <= MAX_CATEGORIES else None
+            specs.append(ColumnSpec(name, "string", "string", nullable, categories))
+        else:
+            raise InputError(
+                f"column {name!r} has dtype {series.dtype}; the formats take numbers and strings "
+                "only: convert it (dates to numbers, objects to strings) before fitting"
+            )
+    return specs
+
+
+def conform(frame: pd.DataFrame, specs: Sequence[ColumnSpec]) -> pd.DataFrame:
+    """The model's columns of ``frame``, in order, with the training dtypes; or a one-line error.
+
+    Numeric columns of another numeric or boolean dtype are cast; a string column where a number
+    is expected (or the reverse) is an error, not a silent conversion.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise InputError(f"predict takes a pandas DataFrame, got {type(frame).__name__}")
+    names = [str(c) for c in frame.columns]
+    missing = [s.name for s in specs if s.name not in names]
+    if missing:
+        raise InputError(
+            f"the data lacks column(s) {missing} that the model needs; it has {names}: rename "
+            "or add them"
+        )
+    by_name = {str(c): c for c in frame.columns}
+    columns: dict[str, Any] = {}
+    for spec in specs:
+        series = frame[by_name[spec.name]]
+        columns[spec.name] = _cast(series, spec)
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def _cast(series: pd.Series, spec: ColumnSpec) -> pd.Series:
+    dtype = series.dtype
+    if spec.kind == "numeric":
+        if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+            target = np.float64 if spec.dtype == "float64" or series.isna().any() else np.int64
+            return series.astype(target)
+        raise InputError(
+            f"column {spec.name!r} is {dtype} but the model takes numbers ({spec.dtype}); cast "
+            "it to a numeric type first"
+        )
+    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
+        # object columns keep None/NaN as missing; everything else becomes str
+        return series.astype(object).where(series.notna(), None).map(
+            lambda v: v if v is None else str(v)
+        )
+    raise InputError(
+        f"column {spec.name!r} is {dtype} but the model takes strings (categories); cast it to "
+        "string first"
+    )
+
+
+def proba_column(cls: Any) -> str:
+    return f"proba_{cls}"
+
+
+def output_columns(task: str, classes: Sequence[Any] | None, with_proba: bool = True) -> list[str]:
+    """The canonical output column names for a task."""
+    if task == "classification":
+        return ["label"] + ([proba_column(c) for c in classes or []] if with_proba else [])
+    return ["prediction"]
+
+
+def canonical_frame(
+    task: str,
+    classes: Sequence[Any] | None,
+    *,
+    label: Any = None,
+    proba: np.ndarray | None = None,
+    prediction: Any = None,
+    index: Any = None,
+) -> pd.DataFrame:
+    """Build the canonical output from what an engine returned (labels mapped to ``classes``)."""
+    if task == "classification":
+        out: dict[str, Any] = {"label": _labels(label, classes)}
+        if proba is not None:
+            proba = np.asarray(proba, dtype=np.float64)
+            if proba.ndim != 2 or proba.shape[1] != len(classes or []):
+                raise InputError(
+                    f"the engine returned probabilities of shape {list(proba.shape)} for "
+                    f"{len(classes or [])} classes"
+                )
+            for j, cls in enumerate(classes or []):
+                out[proba_column(cls)] = proba[:, j]
+        return pd.DataFrame(out, index=index)
+    return pd.DataFrame(
+        {"prediction": np.asarray(prediction, dtype=np.float64).reshape(-1)}, index=index
+    )
+
+
+def _labels(label: Any, classes: Sequence[Any] | None) -> np.ndarray:
+    """Labels in the classes' own type: engines return strings, floats or ints for the same class."""
+    values = np.asarray(label).reshape(-1)
+    if not classes:
+        return values
+    sample = classes[0]
+    if isinstance(sample, str):
+        return values.astype(str).astype(object)
+    if isinstance(sample, bool | np.bool_):
+        return values.astype(bool)
+    if isinstance(sample, int | np.integer):
+        if values.dtype.kind in "USO":  # PMML engines answer "1" for class 1
+            values = values.astype(np.float64)
+        return values.astype(np.int64)
+    return values.astype(np.float64)

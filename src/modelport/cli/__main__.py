@@ -1,5 +1,0 @@
-"""``python -m modelport.cli``: the same as the ``modelport`` command."""
-
-from modelport.cli import main
-
-main()

@@ -1,0 +1,171 @@
+"""Every pipeline family in every format and engine, against the original fitted model.
+
+Each test fits a real pipeline on the real penguins, saves it as a bundle (pickle, skops,
+sklearn2pmml's PMML through a real JVM, skl2onnx/onnxmltools' ONNX) and checks every scorer on
+the held-out birds against the in-memory model's own predict/predict_proba: the expectation never
+comes from a format under test. ``formats.parity`` must reach the same verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import LabelEncoder, OneHotEncoder, StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+
+import formats
+from jobs.datagen import CATEGORICAL, load_penguins
+from jobs.export import split
+
+NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
+SCORERS = [("pickle", None), ("skops", None), ("pmml", "pypmml"), ("pmml", "jpmml"), ("onnx", None)]
+ATOL = 1e-5
+
+
+def pipeline(model: Any, scale: bool = False, numeric: list[str] = NUMERIC) -> Pipeline:
+    num: list[Any] = [SimpleImputer(strategy="median")] + ([StandardScaler()] if scale else [])
+    cat = make_pipeline(
+        SimpleImputer(strategy="constant", fill_value="missing"),
+        OneHotEncoder(handle_unknown="ignore"),
+    )
+    pre = ColumnTransformer([("num", make_pipeline(*num), numeric), ("cat", cat, CATEGORICAL)])
+    return Pipeline([("preprocess", pre), ("model", model)])
+
+
+def check_every_format(
+    tmp_path: Path, model: Any, x_train: pd.DataFrame, y_train: Any, x_test: pd.DataFrame
+) -> formats.Bundle:
+    fitted = model.fit(x_train, y_train)
+    bundle = formats.save(fitted, tmp_path / "bundle", sample=x_train)
+    assert bundle.manifest.saved_formats() == ["pickle", "skops", "pmml", "onnx"]
+    for fmt, engine in SCORERS:
+        got = formats.load(bundle, fmt, engine).predict(x_test)
+        assert list(got.index) == list(x_test.index)
+        if bundle.manifest.task == "classification":
+            want = fitted.predict(x_test)
+            np.testing.assert_array_equal(got["label"].to_numpy(), want, err_msg=f"{fmt} {engine}")
+            proba = fitted.predict_proba(x_test)
+            for j, cls in enumerate(fitted.classes_):
+                np.testing.assert_allclose(
+                    got[f"proba_{cls}"], proba[:, j], rtol=0, atol=ATOL, err_msg=f"{fmt} {engine}"
+                )
+        else:
+            np.testing.assert_allclose(
+                got["prediction"], fitted.predict(x_test), rtol=1e-6, err_msg=f"{fmt} {engine}"
+            )
+    report = formats.parity(bundle, x_test)
+    assert report.passed, report.to_dict()
+    assert {(r.fmt, r.engine) for r in report.results} == {
+        ("skops", "sklearn"), ("pmml", "pypmml"), ("pmml", "jpmml"), ("onnx", "onnxruntime")
+    }  # fmt: skip
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def penguins() -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+    return split()
+
+
+FAMILIES: dict[str, Callable[[], Any]] = {
+    "linear": lambda: pipeline(LogisticRegression(max_iter=2000), scale=True),
+    "decision_tree": lambda: pipeline(DecisionTreeClassifier(max_depth=6, random_state=0)),
+    "random_forest": lambda: pipeline(
+        RandomForestClassifier(n_estimators=30, max_depth=8, random_state=0)
+    ),
+    "hist_gradient_boosting": lambda: pipeline(
+        HistGradientBoostingClassifier(max_iter=30, random_state=0)
+    ),
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_classifier_family(tmp_path: Path, penguins: Any, family: str) -> None:
+    x_train, x_test, y_train, _ = penguins
+    check_every_format(tmp_path, FAMILIES[family](), x_train, y_train, x_test)
+
+
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+def test_gradient_boosting_libraries(tmp_path: Path, penguins: Any, library: str) -> None:
+    x_train, x_test, y_train, _ = penguins
+    if library == "xgboost":
+        from xgboost import XGBClassifier
+
+        model = XGBClassifier(n_estimators=30, max_depth=4, random_state=0, n_jobs=1)
+    else:
+        from lightgbm import LGBMClassifier
+
+        model = LGBMClassifier(n_estimators=30, random_state=0, n_jobs=1, verbose=-1)
+    y = LabelEncoder().fit_transform(y_train)
+    bundle = check_every_format(tmp_path, pipeline(model), x_train, y, x_test)
+    assert bundle.manifest.classes == [0, 1, 2]
+
+
+def test_regressor(tmp_path: Path) -> None:
+    frame = load_penguins().dropna(subset=["body_mass_g"])
+    x = frame.drop(columns=["body_mass_g"])
+    y = frame["body_mass_g"]
+    numeric = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "year"]
+    x = x.drop(columns=["species"]).assign(species=frame["species"])
+    cats = ["island", "sex", "species"]
+    model = Pipeline(
+        [
+            (
+                "preprocess",
+                ColumnTransformer(
+                    [
+                        ("num", SimpleImputer(strategy="median"), numeric),
+                        (
+                            "cat",
+                            make_pipeline(
+                                SimpleImputer(strategy="constant", fill_value="missing"),
+                                OneHotEncoder(handle_unknown="ignore"),
+                            ),
+                            cats,
+                        ),
+                    ]
+                ),
+            ),
+            ("model", Ridge(alpha=1.0)),
+        ]
+    )
+    train, test = x.iloc[::2], x.iloc[1::2]
+    bundle = check_every_format(tmp_path, model, train, y.iloc[::2], test)
+    assert bundle.manifest.outputs == ["prediction"]
+
+    forest = Pipeline(
+        [("preprocess", model.steps[0][1]), ("model", RandomForestRegressor(20, random_state=0))]
+    )
+    check_every_format(tmp_path / "forest", forest, train, y.iloc[::2], test)
+
+
+def test_imputer_meets_nans(tmp_path: Path, penguins: Any) -> None:
+    """Held-out rows with every kind of missing value go through each format's imputers."""
+    x_train, x_test, y_train, _ = penguins
+    holes = x_test.copy()
+    holes.iloc[0, holes.columns.get_loc("bill_length_mm")] = np.nan
+    holes.iloc[1, holes.columns.get_loc("body_mass_g")] = np.nan
+    holes.iloc[2, holes.columns.get_loc("sex")] = None
+    holes.iloc[3, holes.columns.get_loc("sex")] = np.nan
+    assert holes.isna().any(axis=1).sum() >= 4
+    check_every_format(tmp_path, FAMILIES["random_forest"](), x_train, y_train, holes)
+
+
+def test_one_hot_meets_unseen_category(tmp_path: Path, penguins: Any) -> None:
+    x_train, x_test, y_train, _ = penguins
+    unseen = x_test.copy()
+    unseen.iloc[:5, unseen.columns.get_loc("island")] = "Atlantis"
+    check_every_format(tmp_path, FAMILIES["linear"](), x_train, y_train, unseen)
