@@ -139,16 +139,16 @@ def _java_failure(model: Any, output: str) -> FormatUnsupportedError:
 def _pickle_failure(model: Any, exc: Exception) -> FormatUnsupportedError | None:
     """The innermost step that cannot be pickled (a lambda, a local function), if any."""
     failing = []
-    for path, step in _steps(model):
+    for path, step in [("", model), *_steps(model)]:
         try:
             pickle.dumps(step)
-        except Exception:  # noqa: BLE001 - any failure to pickle is what we look for
-            failing.append((path, step))
-    for path, step in failing:
-        if not any(other.startswith(path + "/") for other, _ in failing):
-            reason = f"sklearn2pmml cannot pickle it ({' '.join(str(exc).split())})"
-            return _unsupported(path, type(step).__name__, reason)
-    return None
+        except Exception:  # whatever pickle raises (PicklingError, TypeError, ...) is the sign
+            failing.append((path.count("/") + bool(path), path, step))
+    if not failing:
+        return None
+    _, path, step = max(failing, key=lambda f: f[0])  # the deepest: its parents fail with it
+    reason = f"sklearn2pmml cannot pickle it ({' '.join(str(exc).split())})"
+    return _unsupported(path or type(step).__name__, type(step).__name__, reason)
 
 
 def _unsupported(step: str | None, step_type: str | None, reason: str) -> FormatUnsupportedError:
@@ -160,6 +160,9 @@ def _java_message(exc: BaseException) -> str:
     """One short line out of a py4j/JPype/pypmml exception."""
     java = getattr(exc, "java_exception", None)
     if java is not None:
+        # JAXB's UnmarshalException has no message of its own; its cause (the SAX error) has.
+        while java.getMessage() is None and java.getCause() is not None:
+            java = java.getCause()
         text = f"{java.getClass().getSimpleName()}: {java.getMessage()}"
     else:
         text = " ".join(str(a) for a in exc.args) or type(exc).__name__
@@ -199,12 +202,19 @@ class _PmmlScorer:
             raise NotFoundError(f"no PMML file at {str(self.path)!r}; save the model first")
         java_version()
         self._load()
+        try:
+            self._find_outputs()
+        except BaseException:
+            self.close()  # the shared JVM must not count a scorer that never came up
+            raise
+
+    def _find_outputs(self) -> None:
         fields, target = self._fields()
         names = [name for name, _, _ in fields]
         predicted = [name for name, feature, _ in fields if feature == "predictedValue"]
         self._label = predicted[0] if predicted else target
         self._proba: list[str] = []
-        if task == "classification" and has_proba:
+        if self.task == "classification" and self.has_proba:
             for cls in self.classes or []:
                 match = [n for n, f, v in fields if f == "probability" and _same_class(v, cls)]
                 match += [n for n in (f"probability({cls})", f"probability_{cls}") if n in names]
@@ -237,8 +247,8 @@ class _PmmlScorer:
         if self._label not in result.columns or result[self._label].isna().any():
             rows = int(result[self._label].isna().sum()) if self._label in result else len(data)
             raise InputError(
-                f"the {self.engine} engine could not score {rows} row(s) (a value outside "
-                "what the model was fitted on?); check those rows"
+                f"the {self.engine} engine could not score {rows} row(s): a missing value the "
+                "pipeline does not impute, or a category it was not fitted on? check those rows"
             )
         if self.task != "classification":
             prediction = result[self._label].to_numpy(np.float64)

@@ -89,7 +89,7 @@ def save(
             model_type=_model_type(model),
             formats=entries,
             versions=_versions(entries),
-            tolerance=tolerance or Tolerance(),
+            tolerance=tolerance or default_tolerance(task),
             has_proba=task == "classification" and hasattr(model, "predict_proba"),
             description=description,
             tags=dict(tags or {}),
@@ -105,6 +105,12 @@ def save(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return Bundle.open(destination)
+
+
+def default_tolerance(task: str) -> Tolerance:
+    """Labels exact, probabilities within 1e-5; predictions also within 1e-5 relative, since a
+    float32 model keeps about 7 significant digits of a value like 3,600 g."""
+    return Tolerance(rtol=1e-5) if task == "regression" else Tolerance()
 
 
 def _write_format(

@@ -32,7 +32,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
-from xgboost import XGBClassifier
+from xgboost import XGBClassifier, XGBRegressor
 
 from formats.errors import FormatUnsupportedError, InputError, ModelLoadError
 from formats.pmml import JpmmlScorer, PypmmlScorer, write_pmml
@@ -44,6 +44,10 @@ CATEGORICAL = ["island", "sex"]
 # Both engines compute in float64 like scikit-learn (measured: <= 1e-15); XGBoost's float32
 # trees differ from its own predict_proba by ~1.2e-7.
 ATOL = 1e-6
+# PMML4S (pypmml) takes a category outside the training values wrong in sklearn2pmml's XGBoost
+# trees (its SimplePredicate on an "asIs" invalid value): probabilities off by up to ~0.7.
+# JPMML gets them right, as do both engines on the other models.
+UNSEEN_GAPS = {("xgboost", "pypmml")}
 ENGINES: dict[str, type[PypmmlScorer] | type[JpmmlScorer]] = {
     "pypmml": PypmmlScorer,
     "jpmml": JpmmlScorer,
@@ -108,10 +112,11 @@ class Zoo:
         self.directory = directory
         self.species = _held_out(penguins, "species")
         self.mass = _held_out(penguins.drop(columns="species"), "body_mass_g")
-        self.models: dict[str, tuple[Pipeline, pd.DataFrame, pd.Series, str, Path]] = {}
+        self.models: dict[str, tuple[Pipeline, pd.DataFrame, pd.DataFrame, str, Path]] = {}
         self.scorers: dict[tuple[str, str], PypmmlScorer | JpmmlScorer] = {}
 
-    def model(self, name: str) -> tuple[Pipeline, pd.DataFrame, pd.Series, str, Path]:
+    def model(self, name: str) -> tuple[Pipeline, pd.DataFrame, pd.DataFrame, str, Path]:
+        """(fitted model, training features, held-out features, task, PMML file)."""
         if name not in self.models:
             if name in CLASSIFIERS:
                 train, test, target, task = *self.species, "species", "classification"
@@ -155,7 +160,8 @@ def _assert_parity(scorer: PypmmlScorer | JpmmlScorer, model: Pipeline, X: pd.Da
     assert got.index.equals(X.index)
     if scorer.task == "classification":
         expected = model.predict(X)
-        assert got["label"].tolist() == expected.tolist()  # same values, same Python type
+        assert got["label"].tolist() == expected.tolist()
+        assert {type(v) for v in got["label"]} == {type(v) for v in expected.tolist()}
         proba = got[[f"proba_{c}" for c in model.classes_]].to_numpy()
         np.testing.assert_allclose(proba, model.predict_proba(X), rtol=0, atol=ATOL)
     else:
@@ -166,15 +172,50 @@ def _assert_parity(scorer: PypmmlScorer | JpmmlScorer, model: Pipeline, X: pd.Da
 @pytest.mark.parametrize("name", [*CLASSIFIERS, *REGRESSORS])
 def test_engine_matches_the_original_model(zoo: Zoo, name: str, engine: str) -> None:
     model, _, test, _, _ = zoo.model(name)
+    if (name, engine) in UNSEEN_GAPS:  # a missing island becomes "missing", an unseen category
+        test = test[test["island"].notna()]
     scorer = zoo.scorer(name, engine)
     assert (scorer.fmt, scorer.engine) == ("pmml", engine)
     _assert_parity(scorer, model, test)
     _assert_parity(scorer, model, test.iloc[::-1])  # the same JVM, a second batch
 
 
+@pytest.fixture(scope="module")
+def boosters(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, pd.DataFrame, Path]]:
+    """XGBoost and LightGBM alone (not in a Pipeline), on the numeric columns."""
+    data = palmerpenguins.load_penguins().dropna(subset=["body_mass_g"])
+    X = data[MASS_FEATURES]
+    directory = tmp_path_factory.mktemp("boosters")
+    models = {
+        "xgb_regressor": XGBRegressor(n_estimators=30).fit(X, data["body_mass_g"]),
+        "lgbm_classifier": LGBMClassifier(n_estimators=30, verbose=-1).fit(X, data["species"]),
+    }
+    for name, model in models.items():
+        write_pmml(model, X, directory / f"{name}.pmml")
+    return {name: (model, X, directory / f"{name}.pmml") for name, model in models.items()}
+
+
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("name", ["logistic", "forest", "lightgbm"])
-def test_unseen_category_is_ignored_like_scikit_learn(zoo: Zoo, name: str, engine: str) -> None:
+@pytest.mark.parametrize("name", ["xgb_regressor", "lgbm_classifier"])
+def test_a_bare_booster_matches(zoo: Zoo, boosters: dict[str, Any], name: str, engine: str) -> None:
+    model, X, path = boosters[name]
+    if name == "lgbm_classifier":
+        scorer = ENGINES[engine](path, "classification", model.classes_.tolist(), input_specs(X))
+        _assert_parity(scorer, model, X)
+    else:
+        scorer = ENGINES[engine](path, "regression", None, input_specs(X))
+        # XGBoost sums float32 trees: ~5e-7 relative (0.002 g on ~4000 g) from its predict.
+        np.testing.assert_allclose(scorer.predict(X)["prediction"], model.predict(X), rtol=1e-6)
+    zoo.scorers[name, engine] = scorer  # closed with the others: the JVM stays up meanwhile
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("name", [*CLASSIFIERS])
+def test_unseen_category_is_ignored_like_scikit_learn(
+    zoo: Zoo, name: str, engine: str, request: pytest.FixtureRequest
+) -> None:
+    if (name, engine) in UNSEEN_GAPS:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="PMML4S XGBoost unseen gap"))
     model, _, test, _, _ = zoo.model(name)
     unseen = test.head(20).copy()
     unseen["island"] = "Atlantis"
@@ -187,13 +228,14 @@ def test_none_and_nan_strings_are_both_missing(zoo: Zoo, engine: str) -> None:
     model, _, test, _, _ = zoo.model("logistic")
     with_nan = test.head(10).copy()
     with_nan["sex"] = pd.Series(np.nan, index=with_nan.index, dtype=object)
-    with_none = with_nan.assign(sex=pd.Series(None, index=with_nan.index, dtype=object))
+    with_none = with_nan.assign(sex=pd.Series([None] * 10, index=with_nan.index, dtype=object))
     scorer = zoo.scorer("logistic", engine)
     pd.testing.assert_frame_equal(scorer.predict(with_none), scorer.predict(with_nan))
     _assert_parity(scorer, model, with_nan)
     # scikit-learn itself differs here: its SimpleImputer(missing_values=nan) leaves None alone,
     # and OneHotEncoder(handle_unknown="ignore") then drops it instead of the "missing" category.
-    assert not np.allclose(model.predict_proba(with_none), model.predict_proba(with_nan))
+    gap = np.abs(model.predict_proba(with_none) - model.predict_proba(with_nan)).max()
+    assert gap > 1e-6
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -240,13 +282,13 @@ def _fitted(
 ) -> tuple[Pipeline, pd.DataFrame]:
     """A logistic regression with an extra step after the preprocessing, or inside its numeric
     branch; fitted, with its training features."""
-    preprocess = _preprocess(NUMERIC)
+    preprocess = _preprocess(NUMERIC, scale=True)
     if numeric_step is not None:
         preprocess.transformers[0][1].steps.append(numeric_step)
     steps = [("preprocess", preprocess), *([step] if step else [])]
     data = palmerpenguins.load_penguins()
     X = data.drop(columns="species")
-    model = Pipeline([*steps, ("clf", LogisticRegression(max_iter=200))])
+    model = Pipeline([*steps, ("clf", LogisticRegression(max_iter=1000))])
     return model.fit(X, data["species"]), X
 
 

@@ -58,25 +58,24 @@ def export_onnx(
     first = "float64" if precision == "float64" else "float32"
     result = _convert(prepared, feed_frame, first)
     details: dict[str, Any] = {"precision": first}
-    if precision == "auto" and task == "classification":
-        agreement = _label_agreement(result, model, sample, specs)
-        details["float32_label_agreement"] = agreement
-        if agreement < 1.0:
-            flipped = f"float32 changed {1 - agreement:.2%} of the sample's labels (a split flipped)"
+    if precision == "auto":
+        score, ok = _agreement(result, model, sample, specs, task)
+        details[f"float32_{_MEASURE[task]}"] = score
+        if not ok:
+            why = f"float32 {_MEASURE[task].replace('_', ' ')} {score:.3g} (a split flipped or rounding)"
             try:
                 wide = _convert(prepared, feed_frame, "float64")
             except FormatUnsupportedError as exc:
-                details["why"] = f"{flipped}; float64 failed: {exc.reason}"
+                details["why"] = f"{why}; float64 failed: {exc.reason}"
             else:
-                wide_agreement = _label_agreement(wide, model, sample, specs)
-                if _is_double(wide) and wide_agreement > agreement:
+                wide_score, _ok = _agreement(wide, model, sample, specs, task)
+                better = wide_score > score if task == "classification" else wide_score < score
+                if _is_double(wide) and better:
                     result = wide
-                    details |= {"precision": "float64", "float64_label_agreement": wide_agreement}
-                    details["why"] = f"{flipped}; float64 keeps {wide_agreement:.2%}"
+                    details[f"float64_{_MEASURE[task]}"] = wide_score
+                    details["why"] = f"{why}; float64 gives {wide_score:.3g}"
                 else:
-                    details["why"] = (
-                        f"{flipped}; this model has no float64 ONNX form that does better"
-                    )
+                    details["why"] = f"{why}; this model has no float64 ONNX form that does better"
     details["precision"] = "float64" if _is_double(result) else "float32"
     details["opset"] = {op.domain or "ai.onnx": op.version for op in result.model.opset_import}
     details["notes"] = list(result.notes)
@@ -109,15 +108,27 @@ def _convert(model: Any, frame: pd.DataFrame, precision: str) -> Any:
         raise FormatUnsupportedError("onnx", _failing_step(model, str(exc)), str(exc)) from exc
 
 
-def _label_agreement(
-    result: Any, model: Any, sample: pd.DataFrame, specs: list[ColumnSpec]
-) -> float:
+_MEASURE = {"classification": "label_agreement", "regression": "max_rel_error"}
+# float32 keeps about 7 significant digits; beyond a relative error of 1e-6, float64 is tried
+REGRESSION_RTOL = 1e-6
+
+
+def _agreement(
+    result: Any, model: Any, sample: pd.DataFrame, specs: list[ColumnSpec], task: str
+) -> tuple[float, bool]:
+    """(share of equal labels, or max relative error of predictions; whether that is exact
+    enough) of the converted model against the original on the sample."""
     from formats.onnx.scorer import OnnxScorer
 
-    scorer = OnnxScorer(result.model.SerializeToString(), "classification", None, specs)
-    onnx_labels = scorer.raw_labels(sample)
-    ref = np.asarray(model.predict(conform(sample, specs).replace({None: np.nan})))
-    return float(np.mean(onnx_labels.astype(str) == ref.astype(str)))
+    scorer = OnnxScorer(result.model.SerializeToString(), task, None, specs)
+    x = conform(sample, specs)
+    ref = np.asarray(model.predict(x.replace({None: np.nan})))
+    if task == "classification":
+        agreement = float(np.mean(scorer.raw_labels(sample).astype(str) == ref.astype(str)))
+        return agreement, agreement == 1.0
+    got = scorer.predict(sample)["prediction"].to_numpy()
+    rel = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-12)))
+    return rel, rel <= REGRESSION_RTOL
 
 
 def _walk(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:

@@ -1,0 +1,263 @@
+"""The driver's view of a bundle's ONNX model, and its contract with a Spark DataFrame.
+
+:func:`load_model` reads the manifest and ``model.onnx`` (checked against its sha256) and learns
+the ONNX signature by building one CPU session on the driver, so a damaged model fails before
+Spark starts. :func:`plan_inputs` checks a DataFrame's schema against the model before any task
+runs (a missing column, a string where a number is needed: one line) and casts in the JVM to
+the dtypes ONNX takes (``double`` -> ``float``), so the Python workers get exactly the tensors'
+types over Arrow and convert nothing. Pure functions of a schema: tested without data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from formats.bundle import Bundle
+from formats.errors import InputError, UsageError
+from formats.schema import ColumnSpec, output_columns
+from jobs._settings import OutputSettings, TensorSettings
+from jobs._tensor import OutputField, TensorInput, probe_outputs, tensor_inputs
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column
+    from pyspark.sql.types import DataType, StructField, StructType
+
+__all__ = [
+    "MODEL_COLUMNS",
+    "LoadedModel",
+    "ModelSpec",
+    "load_model",
+    "output_struct",
+    "passthrough_columns",
+    "plan_inputs",
+    "spark_type",
+]
+
+TABULAR_TASKS = ("classification", "regression")
+MODEL_COLUMNS = ("model_name", "model_version", "model_sha256")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What executors need to know about the model (small: pickled into every task)."""
+
+    name: str
+    version: str
+    sha256: str
+    task: str
+    classes: tuple[Any, ...] | None
+    columns: tuple[ColumnSpec, ...]  # tabular: the manifest's inputs, in order
+    onnx_dtypes: tuple[str, ...]  # tabular: the ONNX dtype of each column ("float32", "str")
+    tensors: tuple[TensorInput, ...]  # tensor models: the ONNX inputs
+    outputs: tuple[OutputField, ...]
+
+    @property
+    def tabular(self) -> bool:
+        return not self.tensors
+
+    @property
+    def input_names(self) -> list[str]:
+        """The UDF's arguments, in order."""
+        return [c.name for c in self.columns] if self.tabular else [t.name for t in self.tensors]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    bundle: Bundle
+    spec: ModelSpec
+    onnx: bytes = field(repr=False)
+
+
+def load_model(location: str | Path) -> LoadedModel:
+    from formats.onnx.scorer import OnnxScorer
+
+    bundle = Bundle.open(location)
+    m = bundle.manifest
+    data = bundle.read(bundle.file_of("onnx"))  # raises IntegrityError on a sha256 mismatch
+    scorer = OnnxScorer(data, m.task, m.classes, m.inputs, providers=["CPUExecutionProvider"])
+    signature = scorer.session.signature
+    classes = tuple(m.classes) if m.classes is not None else None
+    if m.task in TABULAR_TASKS:
+        dtypes = {s.name: s.dtype for s in signature.inputs}
+        with_proba = m.has_proba and "probabilities" in signature.output_names
+        names = output_columns(m.task, m.classes, with_proba)
+        outputs = tuple(OutputField(n, _canonical_dtype(n, classes)) for n in names)
+        columns, onnx_dtypes = tuple(m.inputs), tuple(dtypes[c.name] for c in m.inputs)
+        tensors: tuple[TensorInput, ...] = ()
+    else:
+        tensors = tensor_inputs(signature)
+        outputs = probe_outputs(scorer.run, tensors, signature.output_names)
+        columns, onnx_dtypes = (), ()
+    spec = ModelSpec(
+        m.name, m.version, m.sha256, m.task, classes, columns, onnx_dtypes, tensors, outputs
+    )
+    return LoadedModel(bundle, spec, data)
+
+
+def _canonical_dtype(column: str, classes: tuple[Any, ...] | None) -> str:
+    if column != "label":
+        return "float64"  # proba_<class> and prediction
+    sample = classes[0] if classes else ""
+    if isinstance(sample, bool):
+        return "bool"
+    if isinstance(sample, int):
+        return "int64"
+    return "float64" if isinstance(sample, float) else "str"
+
+
+def spark_type(dtype: str, width: int = 0) -> DataType:
+    """The Spark type of an ONNX dtype (an array of it when a row holds ``width`` values)."""
+    from pyspark.sql import types as T
+
+    table: dict[str, DataType] = {
+        "str": T.StringType(),
+        "bool": T.BooleanType(),
+        "int8": T.ByteType(),
+        "int16": T.ShortType(),
+        "int32": T.IntegerType(),
+        "int64": T.LongType(),
+        "uint8": T.ShortType(),
+        "uint16": T.IntegerType(),
+        "uint32": T.LongType(),
+        "float16": T.FloatType(),
+        "float32": T.FloatType(),
+        "float64": T.DoubleType(),
+    }
+    if dtype not in table:
+        raise InputError(f"the model returns {dtype} values, which Spark has no type for")
+    return T.ArrayType(table[dtype]) if width else table[dtype]
+
+
+def output_struct(spec: ModelSpec) -> list[StructField]:
+    from pyspark.sql.types import StructField
+
+    return [StructField(f.name, spark_type(f.dtype, f.width)) for f in spec.outputs]
+
+
+def column(name: str) -> Column:
+    """A column by its exact name (dots and backticks in names are not paths)."""
+    from pyspark.sql import functions as F
+
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
+def input_alias(i: int) -> str:
+    """Inputs travel under private names: a pass-through column may share a model input's name."""
+    return f"_mp_in{i}"
+
+
+def plan_inputs(schema: StructType, spec: ModelSpec, tensor: TensorSettings) -> list[Column]:
+    """The model's inputs as JVM expressions cast to the ONNX dtypes, or a one-line error."""
+    fields = {f.name: f for f in schema.fields}
+    if not spec.tabular:
+        return _plan_tensors(fields, spec, tensor)
+    missing = [c.name for c in spec.columns if c.name not in fields]
+    if missing:
+        raise InputError(
+            f"the input lacks column(s) {missing} that the model needs; it has "
+            f"{list(fields)}: rename or add them"
+        )
+    exprs = []
+    for i, (spec_col, dtype) in enumerate(zip(spec.columns, spec.onnx_dtypes, strict=True)):
+        f = fields[spec_col.name]
+        exprs.append(_tabular(f, dtype).alias(input_alias(i)))
+    return exprs
+
+
+def _is_numeric(dt: DataType) -> bool:
+    from pyspark.sql import types as T
+
+    return isinstance(dt, T.NumericType | T.BooleanType)
+
+
+def _tabular(f: StructField, dtype: str) -> Column:
+    from pyspark.sql import types as T
+
+    seen = f.dataType.simpleString()
+    if dtype == "str":
+        if not isinstance(f.dataType, T.StringType | T.CharType | T.VarcharType):
+            raise InputError(
+                f"column {f.name!r} is {seen} but the model takes strings (categories); cast it "
+                "to string first"
+            )
+        return column(f.name)
+    if not _is_numeric(f.dataType):
+        raise InputError(
+            f"column {f.name!r} is {seen} but the model takes numbers ({dtype}); cast it to a "
+            "numeric type first"
+        )
+    return column(f.name).cast(spark_type(dtype))
+
+
+def _plan_tensors(
+    fields: dict[str, StructField], spec: ModelSpec, tensor: TensorSettings
+) -> list[Column]:
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    if tensor.columns and len(spec.tensors) != 1:
+        raise UsageError(
+            f"tensor.columns feeds a model with one input; this one has {spec.input_names}"
+        )
+    exprs = []
+    for i, t in enumerate(spec.tensors):
+        target = spark_type(t.dtype, width=1)
+        if tensor.columns:
+            missing = [c for c in tensor.columns if c not in fields]
+            if missing:
+                raise InputError(f"the input lacks tensor.columns {missing}; it has {list(fields)}")
+            bad = [c for c in tensor.columns if not _is_numeric(fields[c].dataType)]
+            if bad:
+                raise InputError(f"tensor.columns {bad} are not numeric; cast them first")
+            if len(tensor.columns) != t.size:
+                raise InputError(
+                    f"the model's input {t.name!r} takes {t.size} values per row "
+                    f"{list(t.shape)}; tensor.columns names {len(tensor.columns)}"
+                )
+            expr = F.array(*[column(c) for c in tensor.columns]).cast(target)
+        else:
+            source = tensor.column or t.name
+            f = fields.get(source)
+            if f is None:
+                raise InputError(
+                    f"the input has no column {source!r} for the model's tensor input {t.name!r} "
+                    f"{list(t.shape)}; it has {list(fields)}: set tensor.column or tensor.columns"
+                )
+            dt = f.dataType
+            if not (isinstance(dt, T.ArrayType) and _is_numeric(dt.elementType)):
+                raise InputError(
+                    f"column {source!r} is {dt.simpleString()} but the model's input {t.name!r} "
+                    f"takes an array of numbers ({t.size} per row)"
+                )
+            expr = column(source).cast(target)
+        exprs.append(expr.alias(input_alias(i)))
+    return exprs
+
+
+def passthrough_columns(schema: StructType, spec: ModelSpec, out: OutputSettings) -> list[str]:
+    """The input columns the output keeps: the id column when present, and every passthrough."""
+    names = schema.fieldNames()
+    missing = [c for c in out.passthrough if c not in names]
+    if missing:
+        raise InputError(f"output.passthrough names {missing}, not in the input; it has {names}")
+    keep = [out.id_column] if out.id_column and out.id_column in names else []
+    keep += [c for c in out.passthrough if c not in keep]
+    taken = [f.name for f in spec.outputs] + (list(MODEL_COLUMNS) if out.model_columns else [])
+    clash = [c for c in keep if c in taken]
+    if clash:
+        raise InputError(
+            f"pass-through column(s) {clash} would collide with the model's output columns "
+            f"{taken}; rename them in the input"
+        )
+    return keep
+
+
+def check_partitioning(partition_by: Sequence[str], columns: Sequence[str]) -> None:
+    unknown = [c for c in partition_by if c not in columns]
+    if unknown:
+        raise InputError(
+            f"output.partition_by names {unknown}, not among the output columns {list(columns)}"
+        )

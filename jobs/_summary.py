@@ -1,0 +1,124 @@
+"""The score job's run summary: data (``to_dict``), a rich table, and a JSON file.
+
+The JSON goes inside the output directory as ``_modelport_summary.json``. Inside, because it
+travels and disappears with the output it describes (an ``overwrite`` run that fails part-way
+has already deleted the old one with the old data, so a stale summary can never sit beside a
+new, partial output, as a sibling ``OUT.summary.json`` could). The leading underscore makes
+Spark and pyarrow skip it when reading the output as Parquet, like ``_SUCCESS``. It is written
+only after Spark's write succeeded, atomically (temp file, rename), and an ``append`` run
+removes the previous one before it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SUMMARY_NAME", "RunSummary", "remove_summary", "render", "write_summary"]
+
+SUMMARY_NAME = "_modelport_summary.json"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    bundle: str
+    model_name: str
+    model_version: str
+    model_sha256: str
+    input: str
+    output: str
+    mode: str
+    rows_in: int
+    rows_scored: int
+    rows_invalid: int  # always 0 until invalid-row policies exist
+    seconds: float
+    rows_per_second: float
+    provider: str  # what ONNX Runtime really ran on the executors (session.get_providers()[0])
+    worker_processes: int
+    ort_sessions: int
+    parity: dict[str, Any] | None
+    finished: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def render(summary: RunSummary) -> Any:
+    from rich.table import Table
+
+    table = Table(title="modelport score", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    rows = [
+        ("model", f"{summary.model_name} {summary.model_version}"),
+        ("sha256", summary.model_sha256[:16]),
+        ("input", summary.input),
+        ("output", f"{summary.output} ({summary.mode})"),
+        ("rows in", f"{summary.rows_in:,}"),
+        ("rows scored", f"{summary.rows_scored:,}"),
+        ("rows invalid", f"{summary.rows_invalid:,}"),
+        ("seconds", f"{summary.seconds:.2f}"),
+        ("rows/s", f"{summary.rows_per_second:,.0f}"),
+        ("provider", summary.provider),
+        ("ORT sessions", f"{summary.ort_sessions} in {summary.worker_processes} worker(s)"),
+    ]
+    if summary.parity is not None:
+        rows.append(("parity gate", _parity_text(summary.parity)))
+    for what, value in rows:
+        table.add_row(what, value)
+    return table
+
+
+def _parity_text(parity: dict[str, Any]) -> str:
+    agreement = parity.get("label_agreement")
+    labels = f", labels {agreement:.2%}" if agreement is not None else ""
+    return f"passed on {parity['rows']} rows{labels}, max |diff| {parity['max_abs']:.2e}"
+
+
+def _local(location: str) -> Path | None:
+    if "://" not in location or location.startswith("file://"):
+        return Path(location.removeprefix("file://").removeprefix("file:"))
+    return None
+
+
+def _filesystem(location: str) -> tuple[Any, str]:
+    from pyarrow import fs
+
+    uri = "s3://" + location[len("s3a://") :] if location.startswith("s3a://") else location
+    filesystem, path = fs.FileSystem.from_uri(uri)
+    return filesystem, str(path)
+
+
+def write_summary(summary: RunSummary, output: str) -> str:
+    """Write the summary into ``output``; returns where."""
+    text = json.dumps(summary.to_dict(), indent=2) + "\n"
+    local = _local(output)
+    if local is not None:
+        target = local / SUMMARY_NAME
+        fd, tmp = tempfile.mkstemp(prefix=".summary.", dir=local)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+        return str(target)
+    filesystem, root = _filesystem(output)
+    path = f"{root.rstrip('/')}/{SUMMARY_NAME}"
+    with filesystem.open_output_stream(path) as fh:  # object stores: a write is all or nothing
+        fh.write(text.encode())
+    return f"{output.rstrip('/')}/{SUMMARY_NAME}"
+
+
+def remove_summary(output: str) -> None:
+    """Before an append: the old summary must not describe the new, maybe partial, output."""
+    local = _local(output)
+    if local is not None:
+        (local / SUMMARY_NAME).unlink(missing_ok=True)
+        return
+    try:
+        filesystem, root = _filesystem(output)
+        filesystem.delete_file(f"{root.rstrip('/')}/{SUMMARY_NAME}")
+    except (OSError, ValueError):  # absent, or a filesystem pyarrow cannot open: nothing to do
+        pass

@@ -1,0 +1,320 @@
+"""Scoring on the executors: the per-worker session cache, and the two ways in.
+
+- :func:`score` (the job's transform) runs ``mapInArrow``. Measured on this project's penguins
+  random forest, 400k rows, local[2], 10k-row batches (rows/s, best of 2; scripts in the run's
+  notes): mapInArrow 185-195k, mapInPandas with the same code 177k, a hand-written mapInPandas
+  ONNX UDF 150-158k, an iterator pandas UDF returning a struct 107k (37k when the struct is
+  expanded with ``.*``, which evaluates the UDF once per field). Arrow wins because the worker
+  gets numpy arrays straight from the Arrow buffers, already in the tensors' dtypes (the JVM cast
+  them), and pass-through columns go back as the same Arrow arrays, never through pandas.
+- :func:`pandas_scoring_udf` (``jobs.udf.onnx_udf``) is an iterator pandas UDF returning a
+  struct, for ``withColumn``/``select`` in users' own code.
+
+Both call :func:`cached_scorer` and :func:`predict`, i.e. OnnxScorer's own ``feed`` and
+``canonical``: the job, the public UDF and ``formats.load`` cannot drift apart. The cache keeps
+one ONNX Runtime session per Python worker process and model sha256 (``spark.python.worker.reuse``
+keeps the process, and so the session, alive across tasks): never one per batch or partition.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from formats.errors import InputError
+from jobs import _providers, _tensor
+from jobs._model import (
+    MODEL_COLUMNS,
+    LoadedModel,
+    ModelSpec,
+    column,
+    output_struct,
+    passthrough_columns,
+    plan_inputs,
+)
+from jobs._settings import ExecutionSettings, Settings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame
+
+    from formats.onnx.scorer import OnnxScorer
+
+__all__ = ["Runtime", "ScoreMetrics", "cached_scorer", "pandas_scoring_udf", "predict", "score"]
+
+PROVIDER = "_mp_provider"  # internal columns: which provider ran, which worker/session
+WORKER = "_mp_worker"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How executors run the model (from [execution]; small, pickled into every task)."""
+
+    provider: str = "cpu"
+    allow_cpu_fallback: bool = False
+    intra_op_threads: int = 0
+    gpu_device_id: int = 0
+
+    @classmethod
+    def from_settings(cls, e: ExecutionSettings) -> Runtime:
+        return cls(e.provider, e.allow_cpu_fallback, e.intra_op_threads, e.gpu_device_id)
+
+
+# --- the per-worker cache (module state: one copy per Python worker process) ---------------
+_SESSIONS: dict[tuple[Any, ...], OnnxScorer] = {}
+_BUILT: Counter[str] = Counter()  # model sha256 -> sessions this process built
+_LOCK = threading.Lock()
+
+
+def _task_resources() -> tuple[int, list[str]]:
+    """(spark.task.cpus, this task's GPU addresses); (1, []) outside a task."""
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    if ctx is None:
+        return 1, []
+    gpus = ctx.resources().get("gpu")
+    return ctx.cpus(), list(gpus.addresses) if gpus is not None else []
+
+
+def cached_scorer(spec: ModelSpec, load: Callable[[], bytes], runtime: Runtime) -> OnnxScorer:
+    """This process's session for the model, built on first use."""
+    import onnxruntime as ort
+
+    from formats.onnx.scorer import OnnxScorer
+
+    cpus, gpus = _task_resources()
+    threads = runtime.intra_op_threads or cpus
+    choice = _providers.choose(
+        runtime.provider,
+        ort.get_available_providers(),
+        gpus,
+        runtime.gpu_device_id,
+        runtime.allow_cpu_fallback,
+    )
+    key = (spec.sha256, choice, threads)
+    with _LOCK:
+        scorer = _SESSIONS.get(key)
+        if scorer is None:
+            scorer = OnnxScorer(
+                load(),
+                spec.task,
+                list(spec.classes) if spec.classes is not None else None,
+                list(spec.columns),
+                providers=choice.providers,
+                intra_op_threads=threads,
+                provider_options=choice.provider_options(),
+            )
+            _providers.check_ran(runtime.provider, scorer.providers[0], runtime.allow_cpu_fallback)
+            _SESSIONS[key] = scorer
+            _BUILT[spec.sha256] += 1
+    return scorer
+
+
+def worker_tag(sha256: str) -> str:
+    """``pid:sessions built`` — the run summary (and the tests) count sessions per process."""
+    return f"{os.getpid()}:{_BUILT[sha256]}"
+
+
+def predict(
+    scorer: OnnxScorer, spec: ModelSpec, columns: Mapping[str, np.ndarray], rows: int
+) -> dict[str, np.ndarray]:
+    """One batch: input arrays by model input name -> one array per output column."""
+    if not spec.tabular:
+        outputs = scorer.run(_tensor.feed(columns, spec.tensors, rows))
+        return _tensor.split_outputs(outputs, spec.outputs, rows)
+    try:
+        feed = scorer.feed(columns)
+    except (ValueError, TypeError) as exc:  # strings where numbers belong (the public UDF)
+        raise InputError(
+            f"the model's inputs {spec.input_names} got values it cannot convert ({exc}); pass "
+            "the model's columns in this order, numbers for numeric ones"
+        ) from None
+    frame = scorer.canonical(scorer.run(feed))
+    return {f.name: frame[f.name].to_numpy() for f in spec.outputs}
+
+
+# --- the job's transform: mapInArrow -------------------------------------------------------
+def _arrow_array(values: np.ndarray, typ: pa.DataType) -> pa.Array:
+    import pyarrow as pa
+
+    if pa.types.is_list(typ):
+        rows, width = values.shape
+        flat = pa.array(values.reshape(-1), type=typ.value_type)
+        offsets = pa.array(np.arange(0, rows * width + 1, width, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, flat, type=typ)
+    return pa.array(values, type=typ)
+
+
+def _flat_values(array: pa.Array, name: str) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    if array.null_count:
+        raise InputError(f"the column feeding the tensor input {name!r} has null rows")
+    return np.asarray(pc.list_flatten(array).to_numpy(zero_copy_only=False))
+
+
+def _tag(value: str, rows: int) -> pa.Array:
+    """The value on the first row only: the summary collects a set, so one per batch is enough."""
+    import pyarrow as pa
+
+    return pa.concat_arrays([pa.array([value], pa.string()), pa.nulls(rows - 1, pa.string())])
+
+
+@dataclass(frozen=True)
+class _ArrowTask:
+    """The function mapInArrow runs: batches of (inputs..., pass-through...) -> scored."""
+
+    spec: ModelSpec
+    load: Callable[[], bytes]
+    runtime: Runtime
+    schema: pa.Schema  # pass-through, outputs, PROVIDER, WORKER
+    n_pass: int
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+
+        spec = self.spec
+        scorer = cached_scorer(spec, self.load, self.runtime)
+        provider, worker = scorer.providers[0], worker_tag(spec.sha256)
+        n_in = len(spec.input_names)
+        out_types = [self.schema.field(self.n_pass + i).type for i in range(len(spec.outputs))]
+        for batch in batches:
+            rows = batch.num_rows
+            if rows == 0:
+                continue
+            if spec.tabular:
+                cols = {n: batch.column(i).to_numpy(zero_copy_only=False)
+                        for i, n in enumerate(spec.input_names)}  # fmt: skip
+            else:
+                cols = {n: _flat_values(batch.column(i), n) for i, n in enumerate(spec.input_names)}
+            values = predict(scorer, spec, cols, rows)
+            arrays = [batch.column(n_in + j) for j in range(self.n_pass)]
+            outputs = zip(spec.outputs, out_types, strict=True)
+            arrays += [_arrow_array(values[f.name], t) for f, t in outputs]
+            arrays += [_tag(provider, rows), _tag(worker, rows)]
+            yield pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+class ScoreMetrics:
+    """Spark Observations of a scoring run (they work on Spark Connect too, unlike
+    accumulators); read :meth:`result` after the action that wrote the output."""
+
+    def __init__(self) -> None:
+        from pyspark.sql import Observation
+
+        tag = uuid.uuid4().hex[:8]
+        self.input = Observation(f"modelport_in_{tag}")
+        self.output = Observation(f"modelport_out_{tag}")
+
+    def result(self) -> dict[str, Any]:
+        got_in, got_out = self.input.get, self.output.get
+        sessions: dict[str, int] = {}
+        for tag in got_out.get("workers") or []:
+            pid, _, count = str(tag).partition(":")
+            sessions[pid] = max(sessions.get(pid, 0), int(count))
+        return {
+            "rows_in": int(got_in.get("rows") or 0),
+            "rows_scored": int(got_out.get("rows") or 0),
+            "providers": sorted(got_out.get("providers") or []),
+            "worker_processes": len(sessions),
+            "ort_sessions": sum(sessions.values()),
+        }
+
+
+def score(
+    df: DataFrame, model: LoadedModel, settings: Settings, metrics: ScoreMetrics | None = None
+) -> DataFrame:
+    """``df`` scored: pass-through columns, then the model's output columns.
+
+    Checks the schema (and, where the driver can tell, the execution provider) before any task
+    runs; knows nothing about reading, writing or building the session.
+    """
+    import onnxruntime as ort
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    from jobs._session import master_of, share_bytes
+
+    spec, spark, e = model.spec, df.sparkSession, settings.execution
+    inputs = plan_inputs(df.schema, spec, settings.tensor)
+    keep = passthrough_columns(df.schema, spec, settings.output)
+    _providers.check_driver(
+        e.provider, ort.get_available_providers(), master_of(spark), e.allow_cpu_fallback
+    )
+    selected = df.select(*inputs, *[column(c) for c in keep])
+    if metrics is not None:
+        selected = selected.observe(metrics.input, F.count(F.lit(1)).alias("rows"))
+    schema = StructType(
+        [df.schema[c] for c in keep]
+        + output_struct(spec)
+        + [StructField(PROVIDER, StringType()), StructField(WORKER, StringType())]
+    )
+    task = _ArrowTask(
+        spec, share_bytes(spark, model.onnx), Runtime.from_settings(e), to_arrow_schema(schema),
+        len(keep),
+    )  # fmt: skip
+    scored = selected.mapInArrow(task, schema)
+    if metrics is not None:
+        scored = scored.observe(
+            metrics.output,
+            F.count(F.lit(1)).alias("rows"),
+            F.collect_set(PROVIDER).alias("providers"),
+            F.collect_set(WORKER).alias("workers"),
+        )
+    scored = scored.drop(PROVIDER, WORKER)
+    if settings.output.model_columns:
+        for name, value in zip(MODEL_COLUMNS, (spec.name, spec.version, spec.sha256), strict=True):
+            scored = scored.withColumn(name, F.lit(value))
+    return scored
+
+
+# --- the public UDF: an iterator pandas UDF returning a struct ------------------------------
+def _series_columns(spec: ModelSpec, series: Sequence[pd.Series]) -> dict[str, np.ndarray]:
+    if spec.tabular:
+        return {n: s.to_numpy() for n, s in zip(spec.input_names, series, strict=True)}
+    out = {}
+    for name, s in zip(spec.input_names, series, strict=True):
+        if s.isna().any():
+            raise InputError(f"the column feeding the tensor input {name!r} has null rows")
+        flat = [np.asarray(v).reshape(-1) for v in s]
+        out[name] = np.concatenate(flat) if flat else np.empty(0)
+    return out
+
+
+def _frame(spec: ModelSpec, values: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {f.name: list(values[f.name]) if f.width else values[f.name] for f in spec.outputs}
+    )
+
+
+def pandas_scoring_udf(spec: ModelSpec, load: Callable[[], bytes], runtime: Runtime) -> Any:
+    """An iterator pandas UDF of the model's inputs (in ``spec.input_names`` order) returning
+    a struct of its output columns."""
+    from pyspark.sql.pandas.functions import pandas_udf
+    from pyspark.sql.types import StructType
+
+    def run(series: Sequence[pd.Series]) -> pd.DataFrame:
+        scorer = cached_scorer(spec, load, runtime)
+        return _frame(spec, predict(scorer, spec, _series_columns(spec, series), len(series[0])))
+
+    # Spark reads the iterator's element type off the hints: one Series, or a tuple of them.
+    def one(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        for s in batches:
+            yield run((s,))
+
+    def many(batches: Iterator[tuple[pd.Series, ...]]) -> Iterator[pd.DataFrame]:
+        for series in batches:
+            yield run(series)
+
+    fn = one if len(spec.input_names) == 1 else many
+    return pandas_udf(fn, StructType(output_struct(spec)))  # type: ignore[call-overload]

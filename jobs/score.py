@@ -1,0 +1,273 @@
+"""Score Parquet with a bundle's ONNX model on Spark: the project's main job.
+
+    spark-submit --properties-file conf/spark/local.conf jobs/score.py \\
+        --conf conf/local.toml --bundle B --input IN --output OUT [--set key=value ...]
+    python -m jobs.score --conf conf/local.toml --bundle B --input IN --output OUT
+
+Reads the bundle (sha256 checked) and checks the input and output paths before Spark starts,
+the input's schema against the model before any task runs, then runs the parity gate (a
+sample scored by model.onnx and by the bundle's pickle), scores (:func:`jobs._udf.score`),
+writes Parquet, and prints and writes the run summary (:mod:`jobs._summary`). Every failure a
+user can cause is one ``error: ...`` line on stderr: exit 2, or 1 for a failed parity gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from formats import errors
+from formats.errors import InputError, ModelportError, UsageError, VerificationFailedError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from formats.parity import ParityReport
+    from jobs._model import LoadedModel
+    from jobs._settings import Settings
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, through the one error path
+        raise UsageError(f"{message} (see --help)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="jobs/score.py", description="Score Parquet with a bundle's ONNX model.")
+    p.add_argument("--conf", help="job settings (TOML); default conf/local.toml")
+    p.add_argument("--bundle", help="the bundle directory (job.bundle)")
+    p.add_argument("--input", help="input Parquet file or directory (job.input)")
+    p.add_argument("--output", help="output Parquet directory (job.output)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a setting, e.g. --set output.mode=overwrite (repeatable)",
+    )  # fmt: skip
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(list(sys.argv[1:] if argv is None else argv))
+    except ModelportError as exc:
+        return _fail(exc)
+    except Exception as exc:
+        translated = spark_error(exc)
+        if translated is None:
+            raise  # a bug of ours: its traceback is the report
+        return _fail(translated)
+
+
+def _fail(exc: ModelportError) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return exc.exit_code
+
+
+_OURS = {name: getattr(errors, name) for name in errors.__all__}
+_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+Error): (.+)$")
+_CLASS = re.compile(r"\[([A-Z][A-Z0-9_.]+)\] (.+?)(?: SQLSTATE: \w+)?\s*$")
+
+
+def spark_error(exc: BaseException) -> ModelportError | None:
+    """A Spark or Py4J failure as one of our one-line errors; None if it is not one."""
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
+
+    if not isinstance(exc, PySparkException | Py4JError):
+        return None
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    for line in reversed(lines):  # ours, raised in a Python worker: its class and message
+        match = _LINE.match(line)
+        if match and match.group(1) in _OURS:
+            cls = _OURS[match.group(1)]
+            return cls(match.group(2)) if cls is not VerificationFailedError else cls(line)
+    for line in lines:  # Spark's error classes: "[PATH_NOT_FOUND] Path does not exist: ..."
+        match = _CLASS.search(line)
+        if match:
+            return InputError(f"spark: [{match.group(1)}] {match.group(2).strip()}")
+    useful = [ln.strip(" :") for ln in lines if not ln.startswith("An error occurred while")]
+    return ModelportError(f"spark: {useful[0] if useful else type(exc).__name__}"[:500])
+
+
+def _run(argv: list[str]) -> int:
+    from jobs._settings import load_settings
+
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    flags = {"job.bundle": args.bundle, "job.input": args.input, "job.output": args.output}
+    settings = load_settings(args.conf, args.set, flags)
+    for key, flag in (("bundle", "--bundle"), ("input", "--input"), ("output", "--output")):
+        if not getattr(settings.job, key):
+            raise UsageError(f"no {key}: pass {flag} (or set job.{key} in the conf)")
+    from jobs._model import load_model
+
+    model = load_model(settings.job.bundle)  # before Spark starts: a bad bundle fails fast
+    check_input(settings.job.input)
+    check_output(settings.job.output, settings.output.mode)
+    from jobs._session import build_session
+
+    built = build_session(settings)
+    try:
+        return _score(built.spark, model, settings)
+    finally:
+        if built.created:
+            built.spark.stop()
+
+
+def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
+    from rich.console import Console
+
+    from jobs import _summary
+    from jobs._model import check_partitioning
+    from jobs._udf import ScoreMetrics, score
+
+    job, out = settings.job, settings.output
+    df = spark.read.parquet(job.input)
+    metrics = ScoreMetrics()
+    scored = score(df, model, settings, metrics)  # checks the schema: before any task runs
+    check_partitioning(out.partition_by, scored.columns)
+    report = parity_gate(df, model, settings)
+    if out.mode == "append":
+        _summary.remove_summary(job.output)
+    writer = scored.write.mode(out.mode)
+    if out.partition_by:
+        writer = writer.partitionBy(*out.partition_by)
+    start = time.perf_counter()
+    writer.parquet(job.output)
+    seconds = time.perf_counter() - start
+    got = metrics.result()
+    spec = model.spec
+    summary = _summary.RunSummary(
+        bundle=model.bundle.location,
+        model_name=spec.name,
+        model_version=spec.version,
+        model_sha256=spec.sha256,
+        input=job.input,
+        output=job.output,
+        mode=out.mode,
+        rows_in=got["rows_in"],
+        rows_scored=got["rows_scored"],
+        rows_invalid=0,
+        seconds=round(seconds, 3),
+        rows_per_second=round(got["rows_scored"] / seconds, 1) if seconds > 0 else 0.0,
+        provider=", ".join(got["providers"]) or "none (no rows)",
+        worker_processes=got["worker_processes"],
+        ort_sessions=got["ort_sessions"],
+        parity=_parity_dict(report),
+        finished=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    where = _summary.write_summary(summary, job.output)  # only now: the write succeeded
+    console = Console()
+    console.print(_summary.render(summary))
+    console.print(f"summary: {where}")
+    return 0
+
+
+def _local(location: str) -> Path | None:
+    if "://" not in location or location.startswith("file://"):
+        return Path(location.removeprefix("file://"))
+    return None  # a cluster filesystem: Spark's own (one-line) errors report it
+
+
+def check_input(location: str) -> None:
+    """A local input must exist, hold data files, and the first must be Parquet."""
+    import pyarrow.parquet as pq
+
+    path = _local(location)
+    if path is None:
+        return
+    if not path.exists():
+        raise InputError(f"input {location!r} does not exist; pass a Parquet file or directory")
+    if path.is_file():
+        files = [path]
+    else:
+        files = sorted(
+            p for p in path.rglob("*")
+            if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts)
+        )  # fmt: skip
+    if not files:
+        raise InputError(f"input {location!r} holds no data files; it is empty")
+    try:
+        pq.read_metadata(files[0])
+    except Exception as exc:  # pyarrow: ArrowInvalid for a file that is not Parquet
+        first = " ".join(str(exc).split())[:200]
+        raise InputError(f"input {location!r} is not Parquet: {files[0].name}: {first}") from None
+
+
+def check_output(location: str, mode: str) -> None:
+    path = _local(location)
+    if mode in ("error", "errorifexists") and path is not None and path.exists():
+        raise UsageError(
+            f"output {location!r} exists and output.mode is {mode}; remove it, or pass "
+            "--set output.mode=overwrite (or append)"
+        )
+
+
+def parity_gate(df: DataFrame, model: LoadedModel, settings: Settings) -> ParityReport | None:
+    """Score a sample of the real input with model.onnx and the pickle; refuse if they differ."""
+    import pandas as pd
+
+    import formats
+    from jobs._model import column
+
+    if not settings.job.parity_gate:
+        return None
+    if "pickle" not in model.bundle.manifest.saved_formats():
+        raise UsageError(
+            f"the parity gate compares model.onnx with the bundle's pickle and "
+            f"{model.bundle.location!r} has none; set job.parity_gate = false to score without"
+        )
+    names = [c.name for c in model.spec.columns]
+    sample: pd.DataFrame = (
+        df.select(*[column(n) for n in names]).limit(settings.job.parity_rows).toPandas()
+    )
+    if sample.empty:
+        return None
+    report = formats.parity(model.bundle, sample, formats=["onnx"])
+    if not report.passed:
+        raise VerificationFailedError(_parity_failure(report), report)
+    return report
+
+
+def _parity_failure(report: ParityReport) -> str:
+    r = report.results[0]
+    tol = report.tolerance
+    if r.status == "error":
+        return f"parity gate: model.onnx could not score the sample: {r.reason}"
+    parts = []
+    if r.label_agreement is not None:
+        parts.append(f"labels agree on {r.label_agreement:.2%} (need {tol.labels:.2%})")
+    parts += [
+        f"{d.column} max |diff| {d.max_abs:.3g} on {d.rows_over} row(s)"
+        for d in r.outputs
+        if not d.passed
+    ]
+    return (
+        f"parity gate failed: model.onnx and the pickle disagree on {r.rows_disagree} of "
+        f"{report.rows} sample rows: {'; '.join(parts)} (tolerance atol {tol.atol:g}, rtol "
+        f"{tol.rtol:g}); not scoring (job.parity_gate = false skips the gate)"
+    )
+
+
+def _parity_dict(report: ParityReport | None) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    r = report.results[0]
+    return {
+        "rows": report.rows,
+        "label_agreement": r.label_agreement,
+        "max_abs": max((d.max_abs for d in r.outputs), default=0.0),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

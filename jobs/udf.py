@@ -1,0 +1,67 @@
+"""A bundle's ONNX model as a Spark UDF for your own Spark code.
+
+    from jobs.udf import input_columns, onnx_udf
+
+    score = onnx_udf(spark, "bundles/penguins")
+    df = df.withColumn("scores", score(*input_columns("bundles/penguins")))
+    df.select("row_id", "scores.label", "scores.proba_Adelie")
+
+The UDF is an iterator pandas UDF returning a struct of the model's canonical columns (``label``
+and ``proba_<class>``, or ``prediction``; one field per output for tensor models). It takes the
+model's input columns in the manifest's order (:func:`input_columns`). The model is read and
+checked (sha256) on the driver, broadcast once, and each Python worker keeps one ONNX Runtime
+session for it, shared with the score job's (same cache, same feed and decoding code).
+
+The UDF is marked non-deterministic on purpose: Spark would otherwise inline it once per field
+when the struct is expanded (``scores.*``), running the model once per output column.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import onnxruntime as ort
+
+from jobs import _providers
+from jobs._model import load_model
+from jobs._session import master_of, share_bytes
+from jobs._udf import Runtime, pandas_scoring_udf
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+__all__ = ["input_columns", "onnx_udf"]
+
+
+def onnx_udf(
+    spark: SparkSession,
+    bundle: str | Path,
+    *,
+    provider: str = "cpu",
+    allow_cpu_fallback: bool = False,
+    intra_op_threads: int = 0,
+    gpu_device_id: int = 0,
+) -> Any:
+    """An iterator pandas UDF scoring ``bundle``'s ``model.onnx``.
+
+    ``provider`` is "cpu" or "cuda" (each task's Spark GPU address becomes CUDA's device_id);
+    ``intra_op_threads`` 0 follows spark.task.cpus. Raises the formats error tree (one line) for
+    a missing or damaged bundle, or CUDA asked for where the driver can tell it is absent.
+    """
+    from formats.errors import UsageError
+
+    if provider not in ("cpu", "cuda"):
+        raise UsageError(f"provider must be 'cpu' or 'cuda', got {provider!r}")
+    model = load_model(bundle)
+    _providers.check_driver(
+        provider, ort.get_available_providers(), master_of(spark), allow_cpu_fallback
+    )
+    runtime = Runtime(provider, allow_cpu_fallback, intra_op_threads, gpu_device_id)
+    udf = pandas_scoring_udf(model.spec, share_bytes(spark, model.onnx), runtime)
+    return udf.asNondeterministic()
+
+
+def input_columns(bundle: str | Path) -> list[str]:
+    """The columns the UDF takes, in order (the manifest's inputs; a tensor model's inputs)."""
+    return load_model(bundle).spec.input_names
