@@ -16,12 +16,12 @@ ROWS    ?= 1000000
 DATA    ?= data/penguins
 BUNDLE  ?= bundles/penguins
 OUTPUT  ?= out/scores
-MODEL   ?= onnx
+MODEL   ?= rf
 
 # pip warns about each of this machine's configured local package folders that does not exist.
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: help setup java demo test lint data export parity providers view
+.PHONY: help setup java demo test lint data export parity score compare providers view
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,11 +65,19 @@ lint: setup ## ruff and mypy --strict
 data: setup ## the embedded dataset scaled to ROWS rows of Parquet in DATA
 	$(PY) -m jobs.datagen --rows $(ROWS) --output $(DATA)
 
-export: setup ## train the default pipeline and save it as a bundle in BUNDLE
-	$(PY) -m jobs.export --output $(BUNDLE)
+export: setup ## train the default pipeline (MODEL=rf|logreg|hgb|xgboost|lightgbm) into BUNDLE
+	$(PY) -m jobs.export --output $(BUNDLE) --model $(MODEL)
 
 parity: setup ## every format and engine of BUNDLE against the original
 	$(PY) -m formats parity $(BUNDLE)
+
+score: setup ## the Spark job on local[*]: score DATA with BUNDLE into OUTPUT
+	$(VENV)/bin/spark-submit --properties-file conf/spark/local.conf jobs/score.py \
+	  --conf conf/local.toml --bundle $(BUNDLE) --input $(DATA) --output $(OUTPUT) \
+	  --set output.mode=overwrite
+
+compare: setup ## the format comparison report of BUNDLE on DATA into out/compare
+	$(PY) -m formats compare $(BUNDLE) --data $(DATA) --out out/compare
 
 providers: setup ## ONNX Runtime's execution providers and which of them run here
 	$(PY) -m formats providers

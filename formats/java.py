@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 
@@ -12,7 +13,7 @@ from formats.errors import MissingDependencyError
 __all__ = ["java_version"]
 
 INSTALL_HINT = (
-    "install Java 17 or newer (Debian/Ubuntu: apt-get install -y openjdk-17-jdk-headless; "
+    "modelport needs Java 17 or newer: install it (Debian/Ubuntu: apt-get install -y openjdk-17-jdk-headless; "
     "macOS: brew install openjdk@17) and put java on the PATH or set JAVA_HOME"
 )
 
@@ -31,4 +32,10 @@ def java_version() -> str:
     lines = (proc.stderr or proc.stdout).strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise MissingDependencyError(f"{java} -version failed; {INSTALL_HINT}")
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', lines[0])
+    if found:
+        major = int(found.group(1))
+        major = int(found.group(2) or 0) if major == 1 else major  # "1.8.0" is Java 8
+        if major < 17:
+            raise MissingDependencyError(f"Java {major} found at {java}; {INSTALL_HINT}")
     return lines[0]

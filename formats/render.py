@@ -40,8 +40,7 @@ def saved_table(bundle: Bundle) -> Table:
 
     m = bundle.manifest
     table = Table(
-        title=f"bundle {_esc(bundle.location)}: {_esc(m.name)} v{_esc(m.version)}, "
-        f"{_esc(m.model_type)}, {m.task}",
+        title=f"{_esc(m.name)} v{_esc(m.version)}: {_esc(m.model_type)}",
         title_justify="left",
         show_edge=False,
     )

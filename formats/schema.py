@@ -177,7 +177,7 @@ def _labels(label: Any, classes: Sequence[Any] | None) -> np.ndarray:
         return values
     sample = classes[0]
     if isinstance(sample, str):
-        return values.astype(str).astype(object)
+        return values if values.dtype == object else values.astype(str).astype(object)
     if isinstance(sample, bool | np.bool_):
         return values.astype(bool)
     if isinstance(sample, int | np.integer):

@@ -12,8 +12,9 @@ model's input columns in the manifest's order (:func:`input_columns`). The model
 checked (sha256) on the driver, broadcast once, and each Python worker keeps one ONNX Runtime
 session for it, shared with the score job's (same cache, same feed and decoding code).
 
-The UDF is marked non-deterministic on purpose: Spark would otherwise inline it once per field
-when the struct is expanded (``scores.*``), running the model once per output column.
+The UDF is marked non-deterministic on purpose: Spark may otherwise inline it once per field
+when the struct is expanded (``scores.*``), running the model more than once (measured with
+``.select("s.*")`` on 400k rows: 232k rows/s marked, 160k unmarked).
 """
 
 from __future__ import annotations

@@ -96,3 +96,31 @@ def penguins_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for i, part in enumerate(np.array_split(np.arange(len(data)), 3)):
         data.iloc[part].to_parquet(root / f"part-{i}.parquet", index=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def cnn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """A tiny torch CNN on [N, 1, 8, 8] with two outputs (logits [N, 10], top probability [N]),
+    and its model.onnx as a bundle (bundle_from_onnx)."""
+    import torch
+    from torch import nn
+
+    from formats.onnx import convert
+    from jobs._tensor import bundle_from_onnx
+
+    class CNN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.head = nn.Linear(4 * 4 * 4, 10)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = self.head(torch.max_pool2d(torch.relu(self.conv(x)), 2).flatten(1))
+            return logits, torch.softmax(logits, 1).amax(1)
+
+    torch.manual_seed(0)
+    net = CNN().eval()
+    root = tmp_path_factory.mktemp("cnn")
+    sample = np.random.default_rng(0).normal(size=(4, 1, 8, 8)).astype(np.float32)
+    convert(net, sample=sample, exporter="torchscript", output=root / "cnn.onnx")
+    return net, bundle_from_onnx(root / "cnn.onnx", root / "bundle").local_path or root

@@ -200,7 +200,7 @@ def test_java_missing_is_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: Java was not found; install Java 17")
+    assert len(lines) == 1 and lines[0].startswith("error: Java was not found; modelport needs Java 17 or newer")
     assert not (tmp_path / "b").exists()
     from formats.java import java_version
 

@@ -46,7 +46,7 @@ def test_set_overrides_are_typed_and_flags_win(tmp_path: Path) -> None:
         [
             "job.parity_rows=25",
             "job.parity_gate=false",
-            "output.partition_by=[\"label\", \"island\"]",
+            'output.partition_by=["label", "island"]',
             "output.mode=overwrite",
             "job.bundle=from-set",
             "job.input=2024",  # a string key keeps a number-looking value as text

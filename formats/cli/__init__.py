@@ -23,6 +23,7 @@ __all__ = ["main", "run_api"]
 _COMMAND_MODULES = {
     "save": "formats.cli.bundle",
     "parity": "formats.cli.bundle",
+    "compare": "formats.cli.compare",
     "convert": "formats.cli.core",
     "verify": "formats.cli.core",
     "inspect": "formats.cli.core",

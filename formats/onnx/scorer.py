@@ -83,10 +83,19 @@ class OnnxScorer:
         for name, dtype in self._dtypes.items():
             values = np.asarray(columns[name])
             if dtype == np.dtype(object) or dtype.kind in "US":
-                if values.dtype == object:
-                    values = np.where(pd.isna(values), "", values)
-                values = values.astype(str).astype(object)
+                if values.dtype == object:  # Python strings already (Arrow, conform): keep them
+                    missing = pd.isna(values)
+                    if missing.any():
+                        values = np.where(missing, "", values)
+                else:
+                    values = values.astype(str).astype(object)
             elif values.dtype != dtype:
+                if dtype.kind in "iu" and values.dtype.kind == "f" and np.isnan(values).any():
+                    # NaN has no integer form: casting would feed INT64_MIN and score silently
+                    raise InputError(
+                        f"column {name!r} has null values but model.onnx takes {dtype} there; "
+                        "fill them before scoring (or filter those rows out)"
+                    )
                 values = values.astype(dtype)
             feed[name] = values.reshape(-1, 1)
         return feed

@@ -1,0 +1,433 @@
+"""The score job end to end: ``main([...])`` in this process (on the shared session),
+``python -m jobs.score`` and ``spark-submit jobs/score.py`` as subprocesses, and every bad input
+answered with one ``error: ...`` line, exit 2 (1 for the parity gate), and no output marked
+complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import formats
+from jobs._summary import SUMMARY_NAME
+from jobs.score import main
+from tests.conftest import FEATURES
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: Any) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_error(err: str, *words: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def assert_not_complete(output: Path) -> None:
+    assert not (output / "_SUCCESS").exists()
+    assert not (output / SUMMARY_NAME).exists()
+
+
+def assert_matches_pickle(output: Path, source: Path, bundle: Path, rows: int) -> None:
+    """Every input row scored once; a sample agrees with the pickle (joined on row_id)."""
+    scored = pd.read_parquet(output)
+    assert len(scored) == rows and scored["row_id"].nunique() == rows
+    data = pd.read_parquet(source).sample(500, random_state=0)
+    want = formats.load(bundle, "pickle").predict(data[FEATURES])
+    want.index = data["row_id"].to_numpy()
+    got = scored.set_index("row_id").loc[want.index]
+    assert (got["label"].to_numpy() == want["label"].to_numpy()).all()
+    for cls in CLASSES:
+        np.testing.assert_allclose(got[f"proba_{cls}"], want[f"proba_{cls}"], atol=1e-5, rtol=0)
+
+
+def summary_of(output: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((output / SUMMARY_NAME).read_text())
+    return data
+
+
+def test_job_scores_writes_and_summarises(
+    spark: Any,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    penguins_bundle: Path,
+    penguins_parquet: Path,
+) -> None:
+    out = tmp_path / "scores"
+    code, stdout, err = run(
+        capsys, "--bundle", penguins_bundle, "--input", penguins_parquet, "--output", out
+    )
+    assert code == 0, err
+    assert (out / "_SUCCESS").exists()
+    assert_matches_pickle(out, penguins_parquet, penguins_bundle, 6000)
+    summary = summary_of(out)
+    assert summary["rows_in"] == summary["rows_scored"] == 6000 and summary["rows_invalid"] == 0
+    assert summary["provider"] == "CPUExecutionProvider"
+    assert summary["model_sha256"] == formats.Bundle.open(penguins_bundle).manifest.sha256
+    assert summary["ort_sessions"] == summary["worker_processes"] >= 1
+    assert summary["parity"]["rows"] == 1000 and summary["parity"]["label_agreement"] == 1.0
+    assert summary["rows_per_second"] > 0
+    assert "rows scored" in stdout and "CPUExecutionProvider" in stdout
+
+    # append adds the rows again (and a fresh summary); overwrite replaces them
+    code, _, err = run(
+        capsys, "--bundle", penguins_bundle, "--input", penguins_parquet, "--output", out,
+        "--set", "output.mode=append", "--set", "job.parity_gate=false",
+    )  # fmt: skip
+    assert code == 0, err
+    assert len(pd.read_parquet(out)) == 12000 and summary_of(out)["parity"] is None
+    code, _, err = run(
+        capsys, "--bundle", penguins_bundle, "--input", penguins_parquet, "--output", out,
+        "--set", "output.mode=overwrite", "--set", 'output.partition_by=["label"]',
+        "--set", "output.model_columns=true",
+    )  # fmt: skip
+    assert code == 0, err
+    assert sorted(p.name for p in out.glob("label=*")) == [f"label={c}" for c in CLASSES]
+    again = pd.read_parquet(out)
+    assert len(again) == 6000 and set(again["model_version"]) == {"1"}
+
+
+def _copy(bundle: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "bundle"
+    shutil.copytree(bundle, target)
+    return target
+
+
+def _edit_manifest(bundle: Path, **changes: Any) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest.update(changes)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_parity_gate_refuses_with_the_numbers(
+    spark: Any,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    penguins_bundle: Path,
+    penguins_parquet: Path,
+) -> None:
+    # No tolerance at all: the float32 ONNX probabilities differ from the pickle's float64 ones.
+    bundle = _copy(penguins_bundle, tmp_path)
+    _edit_manifest(bundle, tolerance={"labels": 1.0, "atol": 0.0, "rtol": 0.0})
+    out = tmp_path / "scores"
+    code, _, err = run(capsys, "--bundle", bundle, "--input", penguins_parquet, "--output", out)
+    assert code == 1
+    assert_one_error(err, "parity gate failed", "of 1000 sample rows", "max |diff|", "atol 0")
+    assert not out.exists()
+
+
+def _bad_bundle(kind: str, bundle: Path, tmp_path: Path) -> Path:
+    if kind == "missing":
+        return tmp_path / "no-such-bundle"
+    copy = _copy(bundle, tmp_path)
+    if kind == "no model.onnx file":
+        (copy / "model.onnx").unlink()
+    elif kind == "no onnx format":
+        manifest = json.loads((copy / "manifest.json").read_text())
+        del manifest["formats"]["onnx"], manifest["files"]["model.onnx"]
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+    elif kind == "sha256 mismatch":
+        with open(copy / "model.onnx", "ab") as fh:
+            fh.write(b"\0")
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("missing", ["is not a bundle"]),
+        ("no model.onnx file", ["has no model.onnx"]),
+        ("no onnx format", ["no onnx format"]),
+        ("sha256 mismatch", ["model.onnx", "sha256"]),
+    ],
+)
+def test_bad_bundle(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    penguins_bundle: Path,
+    penguins_parquet: Path,
+    kind: str,
+    words: list[str],
+) -> None:
+    bundle = _bad_bundle(kind, penguins_bundle, tmp_path)
+    out = tmp_path / "scores"
+    code, _, err = run(capsys, "--bundle", bundle, "--input", penguins_parquet, "--output", out)
+    assert code == 2
+    assert_one_error(err, *words)
+    assert not out.exists()
+
+
+def _bad_input(kind: str, tmp_path: Path) -> Path:
+    path = tmp_path / "input"
+    if kind == "empty":
+        path.mkdir()
+        (path / "_SUCCESS").write_text("")  # metadata only: still no data
+    elif kind == "not parquet":
+        path.mkdir()
+        (path / "part-0.parquet").write_text("row_id,island\n1,Dream\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("missing", ["does not exist"]),
+        ("empty", ["holds no data files"]),
+        ("not parquet", ["is not Parquet", "part-0.parquet"]),
+    ],
+)
+def test_bad_input_path(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    penguins_bundle: Path,
+    kind: str,
+    words: list[str],
+) -> None:
+    source = _bad_input(kind, tmp_path)
+    out = tmp_path / "scores"
+    code, _, err = run(capsys, "--bundle", penguins_bundle, "--input", source, "--output", out)
+    assert code == 2
+    assert_one_error(err, f"input {str(source)!r}", *words)
+    assert not out.exists()
+
+
+def _write(tmp_path: Path, data: pd.DataFrame) -> Path:
+    path = tmp_path / "input"
+    path.mkdir()
+    data.to_parquet(path / "part-0.parquet", index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ("drop sex", ["lacks column(s) ['sex']"]),
+        ("string mass", ["'body_mass_g' is string", "takes numbers"]),
+    ],
+)
+def test_bad_columns_before_any_task(
+    spark: Any,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    penguins_bundle: Path,
+    penguins_parquet: Path,
+    change: str,
+    words: list[str],
+) -> None:
+    data = pd.read_parquet(penguins_parquet).head(100)
+    if change == "drop sex":
+        data = data.drop(columns="sex")
+    else:
+        data["body_mass_g"] = data["body_mass_g"].astype(str)
+    source, out = _write(tmp_path, data), tmp_path / "scores"
+    sc = spark.sparkContext
+    sc.setJobGroup("bad-columns", "the job on bad columns")
+    code, _, err = run(capsys, "--bundle", penguins_bundle, "--input", source, "--output", out)
+    sc.setJobGroup("read-only", "reading the schema alone")
+    spark.read.parquet(str(source))
+    sc.setJobGroup("", "")
+    assert code == 2
+    assert_one_error(err, *words)
+    # no more Spark jobs than reading the Parquet schema takes: nothing sampled or scored
+    tracker = sc.statusTracker()
+    assert len(tracker.getJobIdsForGroup("bad-columns")) <= len(
+        tracker.getJobIdsForGroup("read-only")
+    )
+    assert not out.exists()
+
+
+def test_gpu_asked_on_a_cpu_only_node(
+    spark: Any,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    penguins_bundle: Path,
+    penguins_parquet: Path,
+) -> None:
+    out = tmp_path / "scores"
+    code, _, err = run(
+        capsys, "--conf", ROOT / "conf" / "gpu.toml", "--bundle", penguins_bundle,
+        "--input", penguins_parquet, "--output", out,
+    )  # fmt: skip
+    assert code == 2
+    assert_one_error(err, "execution.provider is cuda", "no CUDA", "allow_cpu_fallback")
+    assert not out.exists()
+
+
+def test_gpu_fallback_allowed_runs_on_cpu_and_says_so(
+    spark: Any,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    penguins_bundle: Path,
+    penguins_parquet: Path,
+) -> None:
+    out = tmp_path / "scores"
+    code, _, err = run(
+        capsys, "--conf", ROOT / "conf" / "gpu.toml", "--bundle", penguins_bundle,
+        "--input", penguins_parquet, "--output", out,
+        "--set", "execution.allow_cpu_fallback=true", "--set", "job.parity_gate=false",
+    )  # fmt: skip
+    assert code == 0, err
+    assert summary_of(out)["provider"] == "CPUExecutionProvider"
+
+
+def test_output_exists_with_mode_error(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    penguins_bundle: Path,
+    penguins_parquet: Path,
+) -> None:
+    out = tmp_path / "scores"
+    out.mkdir()
+    (out / "part-0.parquet").write_text("earlier")
+    code, _, err = run(
+        capsys, "--bundle", penguins_bundle, "--input", penguins_parquet, "--output", out
+    )
+    assert code == 2
+    assert_one_error(err, "exists", "output.mode is error", "output.mode=overwrite")
+    assert (out / "part-0.parquet").read_text() == "earlier"
+    assert_not_complete(out)
+
+
+def test_unknown_conf_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path
+) -> None:
+    out = tmp_path / "scores"
+    code, _, err = run(
+        capsys, "--bundle", penguins_bundle, "--input", tmp_path, "--output", out,
+        "--set", "output.partition=label",
+    )  # fmt: skip
+    assert code == 2
+    assert_one_error(err, "unknown conf key 'output.partition'", "'output.partition_by'")
+    assert not out.exists()
+
+
+def test_missing_flag_and_bad_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--input", "x", "--output", "y")
+    assert code == 2
+    assert_one_error(err, "no bundle: pass --bundle")
+    code, _, err = run(capsys, "--bundel", "x")
+    assert code == 2
+    assert_one_error(err, "unrecognized arguments: --bundel x")
+
+
+def test_a_damaged_file_found_by_spark_is_one_line(
+    spark: Any,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    penguins_bundle: Path,
+    penguins_parquet: Path,
+) -> None:
+    source = tmp_path / "input"
+    shutil.copytree(penguins_parquet, source)
+    (source / "part-9.parquet").write_bytes(b"PAR1 not really a parquet file PAR1")
+    out = tmp_path / "scores"
+    code, _, err = run(
+        capsys, "--bundle", penguins_bundle, "--input", source, "--output", out,
+        "--set", "job.parity_gate=false",
+    )  # fmt: skip
+    assert code == 2
+    assert_one_error(err, "spark:", "part-9.parquet")
+    assert_not_complete(out)
+
+
+def test_an_executor_error_of_ours_is_one_line(
+    spark: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A tensor model fed rows of the wrong length: found by the task, reported as ours."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "identity",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "identity.onnx")
+    from jobs._tensor import bundle_from_onnx
+
+    bundle = bundle_from_onnx(tmp_path / "identity.onnx", tmp_path / "bundle")
+    source = _write(tmp_path, pd.DataFrame({"x": [[1.0, 2.0, 3.0]] * 10}))
+    out = tmp_path / "scores"
+    code, _, err = run(
+        capsys, "--bundle", bundle.location, "--input", source, "--output", out,
+        "--set", "job.parity_gate=false",
+    )  # fmt: skip
+    assert code == 2
+    assert_one_error(err, "the tensor input 'x' takes 4 values per row")
+    assert_not_complete(out)
+
+
+# --- subprocesses: a fresh JVM each, as a user runs the job ------------------------------------
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+
+
+def _noise_free(stderr: str) -> list[str]:
+    """stderr without the progress bar and the JVM's one fixed incubator-module notice."""
+    return [
+        line
+        for line in stderr.replace("\r", "\n").splitlines()
+        if line.strip() and not line.lstrip().startswith("[Stage")
+        and "Using incubator modules" not in line
+    ]  # fmt: skip
+
+
+def test_python_dash_m_from_another_directory(
+    tmp_path: Path, penguins_bundle: Path, penguins_parquet: Path
+) -> None:
+    out = tmp_path / "scores"
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.score", "--conf", str(ROOT / "conf" / "local.toml"),
+         "--bundle", str(penguins_bundle), "--input", str(penguins_parquet), "--output", str(out)],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # our log4j2.properties was found (Spark's default profile announces itself) and is quiet
+    assert "default log4j profile" not in done.stderr
+    assert _noise_free(done.stderr) == [], done.stderr
+    assert "rows scored" in done.stdout
+    assert_matches_pickle(out, penguins_parquet, penguins_bundle, 6000)
+    assert summary_of(out)["rows_scored"] == 6000
+
+
+def test_spark_submit(tmp_path: Path, penguins_bundle: Path, penguins_parquet: Path) -> None:
+    import pyspark
+
+    submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
+    out = tmp_path / "scores"
+    done = subprocess.run(
+        [str(submit), "--properties-file", "conf/spark/local.conf",
+         "--conf", "spark.ui.enabled=false", "--conf", "spark.ui.showConsoleProgress=false",
+         "jobs/score.py", "--conf", "conf/local.toml", "--bundle", str(penguins_bundle),
+         "--input", str(penguins_parquet), "--output", str(out),
+         "--set", "output.model_columns=true"],
+        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert _noise_free(done.stderr) == [], done.stderr
+    assert_matches_pickle(out, penguins_parquet, penguins_bundle, 6000)
+    summary = summary_of(out)
+    assert summary["provider"] == "CPUExecutionProvider"
+    assert summary["ort_sessions"] == summary["worker_processes"]
+    assert set(pd.read_parquet(out, columns=["model_sha256"])["model_sha256"]) == {
+        summary["model_sha256"]
+    }

@@ -1,0 +1,102 @@
+"""The public UDF, ``jobs.udf.onnx_udf``, in users' own Spark code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import formats
+from formats.errors import MissingDependencyError
+from jobs._model import load_model
+from jobs._settings import load_settings
+from jobs._udf import score
+from jobs.udf import input_columns, onnx_udf
+from tests.conftest import FEATURES
+
+CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
+
+
+def test_udf_in_with_column_agrees_with_the_pickle(
+    spark: Any, penguins_bundle: Path, penguins_parquet: Path
+) -> None:
+    udf = onnx_udf(spark, penguins_bundle)
+    assert input_columns(penguins_bundle) == FEATURES
+    df = spark.read.parquet(str(penguins_parquet))
+    out = df.withColumn("scores", udf(*input_columns(penguins_bundle)))
+    assert dict(out.dtypes)["scores"] == (
+        "struct<label:string,proba_Adelie:double,proba_Chinstrap:double,proba_Gentoo:double>"
+    )
+    got = out.select("row_id", "scores.*").toPandas().set_index("row_id").sort_index()
+    assert len(got) == 6000
+    data = pd.read_parquet(penguins_parquet)
+    want = formats.load(penguins_bundle, "pickle").predict(data[FEATURES])
+    want.index = data["row_id"].to_numpy()
+    want = want.sort_index()
+    assert (got["label"].to_numpy() == want["label"].to_numpy()).all()
+    for cls in CLASSES:
+        np.testing.assert_allclose(got[f"proba_{cls}"], want[f"proba_{cls}"], atol=1e-5, rtol=0)
+
+
+def test_udf_and_job_share_code_and_the_worker_cache(
+    spark: Any, penguins_bundle: Path, penguins_parquet: Path
+) -> None:
+    df = spark.read.parquet(str(penguins_parquet)).repartition(4)
+    model = load_model(penguins_bundle)
+    job = score(df, model, load_settings(None)).toPandas().set_index("row_id").sort_index()
+    udf = onnx_udf(spark, penguins_bundle)
+    mine = (
+        df.select("row_id", udf(*FEATURES).alias("s"))
+        .select("row_id", "s.*")
+        .toPandas()
+        .set_index("row_id")
+        .sort_index()
+    )
+    pd.testing.assert_frame_equal(job, mine)  # identical: the same feed and decoding
+
+    sha = model.spec.sha256
+
+    def sessions(batches: Any) -> Any:
+        import os
+
+        from jobs import _udf
+
+        for _ in batches:
+            yield pd.DataFrame({"pid": [os.getpid()], "built": [_udf._BUILT[sha]]})
+
+    built = df.mapInPandas(sessions, "pid long, built long").toPandas()
+    # a worker that ran either path built this model's session once (0: a fresh worker)
+    per_worker = built.groupby("pid")["built"].max()
+    assert set(per_worker) <= {0, 1} and 1 in set(per_worker), built
+
+
+def test_tensor_model_udf_with_one_array_argument(spark: Any, cnn: tuple[Any, Path]) -> None:
+    import torch
+
+    net, bundle = cnn
+    images = np.random.default_rng(9).normal(size=(64, 1, 8, 8)).astype(np.float32)
+    df = spark.createDataFrame(pd.DataFrame({"input": list(images.reshape(64, 64))}))
+    out = df.select(onnx_udf(spark, bundle)("input").alias("y")).select("y.*").toPandas()
+    with torch.no_grad():
+        logits, top = net(torch.from_numpy(images))
+    np.testing.assert_allclose(np.stack(out["output_0"].to_numpy()), logits.numpy(), atol=1e-5)
+    np.testing.assert_allclose(out["output_1"].to_numpy(), top.numpy(), atol=1e-5)
+
+
+def test_strings_where_numbers_belong_fail_in_one_line(
+    spark: Any, penguins_bundle: Path, penguins_parquet: Path
+) -> None:
+    df = spark.read.parquet(str(penguins_parquet)).limit(10)
+    swapped = ["island", "sex", *FEATURES[2:5], "island", "year"]  # a string as bill_length_mm
+    udf = onnx_udf(spark, penguins_bundle)
+    with pytest.raises(Exception, match="InputError: the model's inputs .* cannot convert"):
+        df.select(udf(*swapped)).collect()
+
+
+def test_cuda_on_a_cpu_only_driver_fails_before_any_task(spark: Any, penguins_bundle: Path) -> None:
+    with pytest.raises(MissingDependencyError, match="no CUDA"):
+        onnx_udf(spark, penguins_bundle, provider="cuda")
+    assert onnx_udf(spark, penguins_bundle, provider="cuda", allow_cpu_fallback=True) is not None
