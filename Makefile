@@ -21,7 +21,7 @@ MODEL   ?= rf
 # pip warns about each of this machine's configured local package folders that does not exist.
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: help setup java demo test lint data export parity score compare providers view
+.PHONY: help setup java demo test lint data export parity score compare bench providers view
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -78,6 +78,10 @@ score: setup ## the Spark job on local[*]: score DATA with BUNDLE into OUTPUT
 
 compare: setup ## the format comparison report of BUNDLE on DATA into out/compare
 	$(PY) -m formats compare $(BUNDLE) --data $(DATA) --out out/compare
+
+bench: setup ## the job against its peers, pinned cores, medians (see README: Benchmarks)
+	$(PY) -m jobs.bench --rows $(ROWS) --cores 1,2 --models rf,logreg --repeats 3
+	$(PY) -m jobs.bench --memory-check --rows 10000000 --cores 2
 
 providers: setup ## ONNX Runtime's execution providers and which of them run here
 	$(PY) -m formats providers

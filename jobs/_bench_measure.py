@@ -1,0 +1,158 @@
+"""The benchmark's Spark session and its in-process measurements (no Spark): ORT alone, the
+no-Spark ceiling and a profile of one batch."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["WorkerMemory", "measure_in_process", "spark_session"]
+
+BATCH = 10_000  # rows per Arrow batch: spark.sql.execution.arrow.maxRecordsPerBatch below
+
+
+def spark_session(cores: int, memory: str) -> Any:
+    """local[cores] with the job's own properties (conf/spark/local.conf), UI and progress off."""
+    from jobs._session import build_session
+    from jobs._settings import load_settings
+
+    props = Path("conf/spark/local.conf").read_text()
+    props += f"\nspark.master local[{cores}]\nspark.driver.memory {memory}\n"
+    props += "spark.ui.enabled false\nspark.ui.showConsoleProgress false\n"
+    props += f"spark.sql.shuffle.partitions {cores}\n"
+    fd, path = tempfile.mkstemp(prefix="bench-", suffix=".conf")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(props)
+    settings = load_settings(
+        "conf/local.toml",
+        [f"spark.properties={path}", f"execution.max_records_per_batch={BATCH}"],
+    )
+    return build_session(settings).spark
+
+
+class WorkerMemory:
+    """Peak resident memory of Spark's Python workers (``pyspark.daemon`` and its forks), read
+    from /proc while a job runs: VmHWM is each process's own high-water mark."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        import threading
+
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, args=(interval,), daemon=True)
+
+    def __enter__(self) -> WorkerMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self, interval: float) -> None:
+        while not self._stop.is_set():
+            for proc in Path("/proc").iterdir():
+                if not proc.name.isdigit():
+                    continue
+                try:
+                    if b"pyspark.daemon" not in (proc / "cmdline").read_bytes():
+                        continue
+                    for line in (proc / "status").read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+                except OSError:  # the process ended between listing and reading
+                    continue
+            self._stop.wait(interval)
+
+
+def _batches(data: str, limit: int | None = None) -> list[Any]:
+    import pyarrow.dataset as ds
+
+    batches = []
+    for batch in ds.dataset(data, format="parquet").to_batches(batch_size=BATCH):
+        batches.append(batch)
+        if limit is not None and len(batches) >= limit:
+            break
+    return batches
+
+
+def measure_in_process(data: str, bundle_dir: Path) -> dict[str, Any]:
+    """ORT rows/s on prepared feeds, the pyarrow → ORT → Parquet ceiling, one batch's profile;
+    all on one thread (ORT intra_op_num_threads=1)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from formats import load
+
+    scorer: Any = load(bundle_dir, "onnx", intra_op_threads=1)
+    names = [c.name for c in scorer.inputs]
+    sample = _batches(data, limit=30)
+    feeds = [scorer.feed({n: b.column(n).to_numpy(zero_copy_only=False) for n in names})
+             for b in sample]  # fmt: skip
+    rows = sum(b.num_rows for b in sample)
+    runs = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for feed in feeds:
+            scorer.run(feed)
+        runs.append(time.perf_counter() - start)
+    ort_rate = rows / statistics.median(runs)
+
+    out = tempfile.mkdtemp(prefix="bench-ceiling-")
+    start = time.perf_counter()
+    total = 0
+    writer = None
+    for batch in _batches(data):
+        columns = {n: batch.column(n).to_numpy(zero_copy_only=False) for n in names}
+        frame = scorer.canonical(scorer.run(scorer.feed(columns)))
+        frame.insert(0, "row_id", batch.column("row_id").to_numpy())
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        writer = writer or pq.ParquetWriter(f"{out}/part-0.parquet", table.schema)
+        writer.write_table(table)
+        total += batch.num_rows
+    if writer is not None:
+        writer.close()
+    ceiling = total / (time.perf_counter() - start)
+    return {
+        "ort_rows_per_s": round(ort_rate, 1),
+        "ceiling_rows_per_s": round(ceiling, 1),
+        "profile_ms_per_10k": _profile(scorer, names, sample),
+    }
+
+
+def _profile(scorer: Any, names: list[str], sample: list[Any]) -> dict[str, float]:
+    """Where one 10k-row batch's Python time goes, median over the sample batches (ms)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    steps: dict[str, list[float]] = {"arrow_to_numpy": [], "feed": [], "ort": [],
+                                     "to_canonical": [], "to_arrow": [], "parquet_write": []}  # fmt: skip
+    for batch in sample:
+        t0 = time.perf_counter()
+        columns = {n: batch.column(n).to_numpy(zero_copy_only=False) for n in names}
+        t1 = time.perf_counter()
+        feed = scorer.feed(columns)
+        t2 = time.perf_counter()
+        outputs = scorer.run(feed)
+        t3 = time.perf_counter()
+        frame = scorer.canonical(outputs)
+        t4 = time.perf_counter()
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        t5 = time.perf_counter()
+        pq.write_table(table, io.BytesIO())
+        t6 = time.perf_counter()
+        for key, took in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5),
+                             strict=True):  # fmt: skip
+            steps[key].append(took * 1000 * 10_000 / batch.num_rows)
+    return {k: round(statistics.median(v), 3) for k, v in steps.items()}
+
+
+if __name__ == "__main__":  # python -m jobs._bench_measure DATA BUNDLE
+    print(measure_in_process(sys.argv[1], Path(sys.argv[2])))

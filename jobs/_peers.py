@@ -1,0 +1,255 @@
+"""The peers of ``make bench``: what a user would otherwise write to score Parquet on Spark.
+
+Each peer reads the same Parquet, scores it (or, for the floors, only moves it through Python)
+and writes a Parquet of ``row_id`` + scores; the runner times the whole action and counts the
+rows written. They are written the way the usual guides show them, not tuned by us: that is the
+point of the comparison. The job itself runs through its own transform (``jobs._udf.score``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["PEERS", "Context"]
+
+
+@dataclass
+class Context:
+    spark: Any
+    data: str  # Parquet directory
+    bundle: str
+    out: str  # Parquet directory to (over)write
+    columns: list[str]  # the model's input columns
+    classes: list[Any]
+    onnx: bytes
+    pickle: bytes
+    pmml: str  # PMML text ("" when the bundle has none)
+
+
+def _write(df: Any, ctx: Context) -> None:
+    df.write.mode("overwrite").parquet(ctx.out)
+
+
+def _inputs(ctx: Context) -> Any:
+    return ctx.spark.read.parquet(ctx.data).select("row_id", *ctx.columns)
+
+
+def _proba_schema(ctx: Context) -> str:
+    return "row_id long, label string, " + ", ".join(f"proba_{c} double" for c in ctx.classes)
+
+
+def job(ctx: Context) -> None:
+    """modelport's job transform (jobs._udf.score), as spark-submit jobs/score.py runs it."""
+    from jobs._model import load_model
+    from jobs._settings import load_settings
+    from jobs._udf import score
+
+    settings = load_settings(None, [], {})
+    scored = score(ctx.spark.read.parquet(ctx.data), load_model(ctx.bundle), settings)
+    _write(scored, ctx)
+
+
+def floor_arrow(ctx: Context) -> None:
+    """No model: the model's columns through mapInArrow, row_id back (Python transfer alone)."""
+    import pyarrow as pa
+
+    def noop(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            yield pa.record_batch([batch.column(0)], names=["row_id"])
+
+    _write(_inputs(ctx).mapInArrow(noop, "row_id long"), ctx)
+
+
+def floor_pandas(ctx: Context) -> None:
+    """No model: the same through mapInPandas."""
+
+    def noop(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for frame in frames:
+            yield frame[["row_id"]]
+
+    _write(_inputs(ctx).mapInPandas(noop, "row_id long"), ctx)
+
+
+def handwritten_onnx(ctx: Context) -> None:
+    """The guides' ONNX UDF: broadcast bytes, a session per partition, mapInPandas."""
+    model = ctx.spark.sparkContext.broadcast(ctx.onnx)
+    columns, classes = ctx.columns, ctx.classes
+
+    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(model.value, providers=["CPUExecutionProvider"])
+        types = {i.name: i.type for i in session.get_inputs()}
+        for frame in frames:
+            feed = {}
+            for c in columns:
+                if types[c] == "tensor(string)":
+                    feed[c] = frame[c].fillna("").astype(str).to_numpy().reshape(-1, 1)
+                elif types[c] == "tensor(int64)":
+                    feed[c] = frame[c].to_numpy().astype(np.int64).reshape(-1, 1)
+                else:
+                    feed[c] = frame[c].to_numpy().astype(np.float32).reshape(-1, 1)
+            label, proba = session.run(None, feed)
+            out = pd.DataFrame({"row_id": frame["row_id"], "label": label})
+            for j, c in enumerate(classes):
+                out[f"proba_{c}"] = proba[:, j].astype(np.float64)
+            yield out
+
+    _write(_inputs(ctx).mapInPandas(run, _proba_schema(ctx)), ctx)
+
+
+def predict_batch(ctx: Context) -> None:
+    """Spark's predict_batch_udf with ONNX Runtime inside make_predict_fn."""
+    from pyspark.ml.functions import predict_batch_udf
+    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+    model = ctx.spark.sparkContext.broadcast(ctx.onnx)
+    columns, classes = ctx.columns, ctx.classes
+
+    def make_predict_fn() -> Callable[..., dict[str, np.ndarray]]:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(model.value, providers=["CPUExecutionProvider"])
+        types = [i.type for i in session.get_inputs()]
+        names = [i.name for i in session.get_inputs()]
+        order = [columns.index(n) for n in names]
+
+        def predict(*arrays: np.ndarray) -> dict[str, np.ndarray]:
+            feed = {}
+            for name, kind, i in zip(names, types, order, strict=True):
+                values = arrays[i]
+                if kind == "tensor(string)":
+                    values = np.where(pd.isna(values), "", values).astype(str)
+                elif kind == "tensor(int64)":
+                    values = values.astype(np.int64)
+                else:
+                    values = values.astype(np.float32)
+                feed[name] = values.reshape(-1, 1)
+            label, proba = session.run(None, feed)
+            out = {"label": label.astype(str)}
+            out |= {f"proba_{c}": proba[:, j].astype(np.float64) for j, c in enumerate(classes)}
+            return out
+
+        # predict_batch_udf counts predict_fn's parameters to decide one input per column
+        params = [inspect.Parameter(f"x{i}", inspect.Parameter.POSITIONAL_ONLY) for i in order]
+        predict.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        return predict
+
+    fields = [StructField("label", StringType())]
+    fields += [StructField(f"proba_{c}", DoubleType()) for c in classes]
+    udf = predict_batch_udf(make_predict_fn, return_type=StructType(fields), batch_size=10_000)
+    df = _inputs(ctx)
+    _write(df.select("row_id", udf(*columns).alias("s")).select("row_id", "s.*"), ctx)
+
+
+def pickle_pandas(ctx: Context) -> None:
+    """A hand-written iterator pandas UDF over the pickle (scikit-learn's own predict_proba)."""
+    model = ctx.spark.sparkContext.broadcast(ctx.pickle)
+    columns, classes = ctx.columns, ctx.classes
+
+    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        fitted = pickle.loads(model.value)
+        for frame in frames:
+            x = frame[columns]
+            proba = fitted.predict_proba(x)
+            out = pd.DataFrame({"row_id": frame["row_id"]})
+            out["label"] = np.asarray(fitted.classes_)[proba.argmax(axis=1)].astype(str)
+            for j, c in enumerate(classes):
+                out[f"proba_{c}"] = proba[:, j]
+            yield out
+
+    _write(_inputs(ctx).mapInPandas(run, _proba_schema(ctx)), ctx)
+
+
+def pypmml_pandas(ctx: Context) -> None:
+    """pypmml (PMML4S on a JVM in each Python worker) in a pandas UDF."""
+    text, columns, classes = ctx.pmml, ctx.columns, ctx.classes
+
+    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from pypmml import Model
+
+        model = Model.fromString(text)
+        for frame in frames:
+            got = model.predict(frame[columns])
+            out = pd.DataFrame({"row_id": frame["row_id"].to_numpy()})
+            for c in classes:
+                out[f"proba_{c}"] = got[f"probability({c})"].to_numpy(dtype=np.float64)
+            out["label"] = np.asarray(classes)[out.iloc[:, 1:].to_numpy().argmax(axis=1)]
+            yield out[["row_id", "label", *[f"proba_{c}" for c in classes]]]
+
+    _write(_inputs(ctx).mapInPandas(run, _proba_schema(ctx)), ctx)
+
+
+def row_at_a_time(ctx: Context) -> None:
+    """A plain Python UDF over the pickle, one row per call (the slowest common way)."""
+    from pyspark.sql.functions import udf
+
+    model = ctx.spark.sparkContext.broadcast(ctx.pickle)
+    columns = ctx.columns
+    cache: dict[str, Any] = {}
+
+    @udf("string")  # type: ignore[misc]
+    def label(*values: Any) -> str:
+        fitted = cache.get("m")
+        if fitted is None:
+            fitted = cache["m"] = pickle.loads(model.value)
+        row = pd.DataFrame([values], columns=columns)
+        return str(fitted.predict(row)[0])
+
+    df = _inputs(ctx)
+    _write(df.select("row_id", label(*columns).alias("label")), ctx)
+
+
+def _mlflow(ctx: Context, flavor: str) -> None:
+    import tempfile
+
+    import mlflow
+    from mlflow.pyfunc import spark_udf
+
+    where = tempfile.mkdtemp(prefix=f"mlflow-{flavor}-") + "/model"
+    if flavor == "sklearn":
+        # MLflow 3 saves with skops by default, which refuses the model's own tree types
+        mlflow.sklearn.save_model(
+            pickle.loads(ctx.pickle), where, serialization_format="cloudpickle"
+        )
+    else:
+        import onnx
+
+        mlflow.onnx.save_model(onnx.load_from_string(ctx.onnx), where)
+    predict = spark_udf(ctx.spark, where, env_manager="local", result_type="string")
+    df = _inputs(ctx)
+    from pyspark.sql.functions import struct
+
+    # a struct keeps the column names, which the pipeline's ColumnTransformer selects by
+    _write(df.select("row_id", predict(struct(*ctx.columns)).alias("label")), ctx)
+
+
+def mlflow_pickle(ctx: Context) -> None:
+    """MLflow's spark_udf over the sklearn flavor (labels only: what spark_udf returns)."""
+    _mlflow(ctx, "sklearn")
+
+
+def mlflow_onnx(ctx: Context) -> None:
+    """MLflow's spark_udf over its ONNX flavor."""
+    _mlflow(ctx, "onnx")
+
+
+PEERS: dict[str, Callable[[Context], None]] = {
+    "job": job,
+    "floor_arrow": floor_arrow,
+    "floor_pandas": floor_pandas,
+    "handwritten_onnx": handwritten_onnx,
+    "predict_batch_udf": predict_batch,
+    "pickle_pandas": pickle_pandas,
+    "mlflow_pickle": mlflow_pickle,
+    "mlflow_onnx": mlflow_onnx,
+    "pypmml_pandas": pypmml_pandas,
+    "row_at_a_time": row_at_a_time,
+}

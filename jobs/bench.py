@@ -1,0 +1,242 @@
+"""``make bench``: the scoring job against the peers a user would otherwise pick, in one run.
+
+    python -m jobs.bench [--rows 1000000] [--cores 1,2] [--models rf,logreg] [--repeats 3]
+
+Every peer reads the same Parquet (the penguins scaled by jobs.datagen) and writes a Parquet of
+scores, every output row counted. For each core count the measurements run in a fresh child
+process pinned with ``taskset`` to that many cores (Spark ``local[N]``; the JVM and the Python
+workers inherit the pinning), so per-core figures are per core. Each figure is the median of
+``--repeats`` timed runs after one untimed warm-up of the workers. Results go to
+``out/bench/results.json`` and ``out/bench/results.md``; nothing here asserts a time.
+
+Beside the Spark peers the child measures, in one process on one core: ``ort`` (ONNX Runtime's
+``run`` alone on the same 10k-row batches, feeds prepared beforehand), ``ceiling`` (pyarrow
+batches → ORT → Parquet writer, no Spark) and a profile of one batch (conversion, ORT, output,
+write). ``bound = 1 / (1/floor_arrow + 1/ort)`` is what a job that adds nothing to Spark's
+transfer and ORT's compute would reach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+SLOW_ROWS = 20_000  # the row-at-a-time UDF gets this many rows, not the full dataset
+
+
+def _memory_check(args: argparse.Namespace) -> int:
+    """``--memory-check``: the job alone on ``--rows`` rows (10M by default) with driver and
+    executor memory at 1g, local[2]; rows checked, peak Python worker RSS measured."""
+    from formats import save
+    from jobs._bench_measure import WorkerMemory, spark_session
+    from jobs._peers import PEERS, Context
+    from jobs.datagen import generate
+    from jobs.export import train
+
+    work = Path(args.workdir)
+    data, bundle_dir = work / f"data-{args.rows}", work / "bundle-rf"
+    if not data.exists():
+        generate(args.rows, data)
+    if not bundle_dir.exists():
+        fitted, x_train = train("rf")
+        save(fitted, bundle_dir, sample=x_train, formats=["pickle", "pmml", "onnx"])
+    spark = spark_session(args.cores, "1g")
+    ctx = Context(spark, str(data), str(bundle_dir), str(work / "out-big"), [], [], b"", b"", "")
+    start = time.perf_counter()
+    with WorkerMemory() as memory:
+        PEERS["job"](ctx)
+    seconds = time.perf_counter() - start
+    written = spark.read.parquet(ctx.out).count()
+    spark.stop()
+    print(json.dumps({"rows": args.rows, "written": written, "seconds": round(seconds, 1),
+                      "driver_memory": "1g", "cores": args.cores,
+                      "peak_python_worker_rss_mb": round(memory.peak_kb / 1024, 1)}))  # fmt: skip
+    return 0 if written == args.rows else 1
+
+
+def _child(args: argparse.Namespace) -> int:
+    """One core count: every model, every peer; JSON on stdout's last line."""
+    from jobs._bench_measure import measure_in_process, spark_session
+    from jobs._peers import PEERS, Context
+    from jobs.datagen import generate
+    from jobs.export import train
+
+    work = Path(args.workdir)
+    data, small = work / f"data-{args.rows}", work / f"data-{SLOW_ROWS}"
+    for path, rows in ((data, args.rows), (small, min(SLOW_ROWS, args.rows))):
+        if not path.exists():
+            generate(rows, path)
+    spark = spark_session(args.cores, args.memory)
+    results: dict[str, Any] = {"cores": args.cores, "rows": args.rows, "models": {}}
+    for model in args.models:
+        from formats import save
+
+        bundle_dir = work / f"bundle-{model}"
+        if not bundle_dir.exists():
+            fitted, x_train = train(model)
+            save(fitted, bundle_dir, sample=x_train, formats=["pickle", "pmml", "onnx"])
+        from formats.bundle import Bundle
+
+        bundle = Bundle.open(bundle_dir)
+        m = bundle.manifest
+        ctx = Context(
+            spark, str(data), str(bundle_dir), str(work / "out"), [c.name for c in m.inputs],
+            list(m.classes or []), bundle.read("model.onnx"), bundle.read("model.pkl"),
+            bundle.read("model.pmml").decode() if "model.pmml" in m.files else "",
+        )  # fmt: skip
+        slow = Context(**{**ctx.__dict__, "data": str(small)})
+        plan = {
+            name: (slow, min(SLOW_ROWS, args.rows)) if name == "row_at_a_time" else (ctx, args.rows)
+            for name in args.peers
+        }
+        peers = _rounds(PEERS, plan, args.repeats, f"{args.cores} core(s) {model}")
+        results["models"][model] = {
+            "peers": peers,
+            "in_process": measure_in_process(str(data), bundle_dir),
+        }
+    spark.stop()
+    print(json.dumps(results))
+    return 0
+
+
+def _rounds(
+    peers: dict[str, Any], plan: dict[str, tuple[Any, int]], repeats: int, label: str
+) -> dict[str, Any]:
+    """One untimed warm-up round of every peer, then ``repeats`` timed rounds, the peers
+    interleaved so that a machine getting busier or quieter shifts them all alike. The
+    row-at-a-time UDF runs once, untimed warm-up skipped: minutes per run make start-up noise.
+    A peer that fails is a finding (its error is recorded), not a crash of the benchmark."""
+    times: dict[str, list[float]] = {name: [] for name in plan}
+    errors: dict[str, str] = {}
+    for round_ in range(repeats + 1):
+        for name, (ctx, rows) in plan.items():
+            slow = name == "row_at_a_time"
+            if name in errors or (slow and (round_ == 0 or len(times[name]) == 1)):
+                continue
+            try:
+                start = time.perf_counter()
+                peers[name](ctx)
+                took = time.perf_counter() - start
+                written = ctx.spark.read.parquet(ctx.out).count()
+            except Exception as exc:
+                errors[name] = _last_line(exc)
+                continue
+            if written != rows:
+                errors[name] = f"wrote {written} rows of {rows}"
+            elif round_:
+                times[name].append(took)
+    results: dict[str, Any] = {}
+    for name, (_ctx, rows) in plan.items():
+        if name in errors:
+            results[name] = {"error": errors[name]}
+        else:
+            median = statistics.median(times[name])
+            results[name] = {"seconds": round(median, 3), "rows": rows,
+                             "runs": [round(t, 3) for t in times[name]],
+                             "rows_per_s": round(rows / median, 1)}  # fmt: skip
+        print(f"  {label} {name}: {results[name]}", file=sys.stderr)
+    return results
+
+
+def _last_line(exc: BaseException) -> str:
+    """What failed, in one line: a Python worker's traceback ends with the real exception."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    worker = [line for line in lines if not line.startswith(("File ", "^", "~", "at "))]
+    text = worker[-1] if worker else type(exc).__name__
+    if "SQLSTATE" in text and len(worker) > 1:
+        text = worker[-2]
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def _run_child(cores: int, args: argparse.Namespace) -> dict[str, Any]:
+    cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0))[:cores])
+    command = [
+        "taskset", "-c", cpus, sys.executable, "-m", "jobs.bench", "--child",
+        "--cores", str(cores), "--rows", str(args.rows), "--repeats", str(args.repeats),
+        "--models", ",".join(args.models), "--peers", ",".join(args.peers),
+        "--workdir", args.workdir, "--memory", args.memory,
+    ]  # fmt: skip
+    print("$ " + " ".join(command), file=sys.stderr)
+    proc = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"error: the benchmark child for {cores} core(s) failed")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from jobs._peers import PEERS
+
+    parser = argparse.ArgumentParser(prog="python -m jobs.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--cores", default="1,2", help="core counts, each a pinned local[N] run")
+    parser.add_argument("--models", default="rf,logreg")
+    parser.add_argument("--peers", default=",".join(PEERS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory", default="2g", help="spark.driver.memory (local mode)")
+    parser.add_argument("--workdir", default="out/bench/work")
+    parser.add_argument("--out", default="out/bench")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--memory-check", action="store_true",
+        help="score --rows rows (use 10000000) with 1g of driver/executor memory on local[2]",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    args.peers = [p for p in args.peers.split(",") if p]
+    unknown = [p for p in args.peers if p not in PEERS]
+    if unknown:
+        print(f"error: unknown peer(s) {unknown}; known: {', '.join(PEERS)}", file=sys.stderr)
+        return 2
+    if args.child or args.memory_check:
+        args.cores = int(args.cores.split(",")[-1])
+        return _memory_check(args) if args.memory_check else _child(args)
+    if shutil.which("taskset") is None:
+        print("error: taskset not found (util-linux); it pins the benchmark's cores", file=sys.stderr)
+        return 2
+    cores = [int(c) for c in args.cores.split(",")]
+    if max(cores) > len(os.sched_getaffinity(0)):
+        print(f"error: this machine has {len(os.sched_getaffinity(0))} core(s)", file=sys.stderr)
+        return 2
+    runs = [_run_child(n, args) for n in cores]
+    from jobs._bench_report import render_markdown
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python -m jobs.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    report = {"command": command, "machine": _machine(), "runs": runs}
+    _atomic(out / "results.json", json.dumps(report, indent=2) + "\n")
+    text = render_markdown(report)
+    _atomic(out / "results.md", text)
+    print(text)
+    return 0
+
+
+def _machine() -> dict[str, Any]:
+    import platform
+
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d")}  # fmt: skip
+
+
+def _atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
