@@ -62,9 +62,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         for name in names:
             cells = []
             for r in runs:
-                got = r["models"][model]["peers"][name]
-                cells.append(_fmt(got["rows_per_s"] / r["cores"]) if "rows_per_s" in got
-                             else f"fails: {got.get('error', '?')}")  # fmt: skip
+                got = r["models"][model]["peers"].get(name, {})
+                if not got:
+                    cells.append("-")
+                elif "rows_per_s" in got:
+                    cells.append(_fmt(got["rows_per_s"] / r["cores"]))
+                else:
+                    cells.append(f"fails: {got['error']}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         for key in ("ort_rows_per_s", "ceiling_rows_per_s"):
             cells = [_fmt(float(r["models"][model]["in_process"][key])) for r in runs]

@@ -33,7 +33,11 @@ from typing import Any
 
 __all__ = ["main"]
 
-SLOW_ROWS = 20_000  # the row-at-a-time UDF gets this many rows, not the full dataset
+# Peers that take minutes per million rows run once, untimed warm-up skipped, on the first
+# rows of the same data (their start-up is noise at that speed).
+SLOW = {"row_at_a_time": 20_000, "pypmml_pandas": 200_000}
+# With more than one core only these run: the job's scaling and the peers it is measured by.
+SCALING = ("job", "floor_arrow", "handwritten_onnx")
 
 
 def _memory_check(args: argparse.Namespace) -> int:
@@ -74,8 +78,9 @@ def _child(args: argparse.Namespace) -> int:
     from jobs.export import train
 
     work = Path(args.workdir)
-    data, small = work / f"data-{args.rows}", work / f"data-{SLOW_ROWS}"
-    for path, rows in ((data, args.rows), (small, min(SLOW_ROWS, args.rows))):
+    data = work / f"data-{args.rows}"
+    slow_data = {rows: work / f"data-{rows}" for rows in SLOW.values() if rows < args.rows}
+    for path, rows in ((data, args.rows), *((p, r) for r, p in slow_data.items())):
         if not path.exists():
             generate(rows, path)
     spark = spark_session(args.cores, args.memory)
@@ -96,11 +101,13 @@ def _child(args: argparse.Namespace) -> int:
             list(m.classes or []), bundle.read("model.onnx"), bundle.read("model.pkl"),
             bundle.read("model.pmml").decode() if "model.pmml" in m.files else "",
         )  # fmt: skip
-        slow = Context(**{**ctx.__dict__, "data": str(small)})
-        plan = {
-            name: (slow, min(SLOW_ROWS, args.rows)) if name == "row_at_a_time" else (ctx, args.rows)
-            for name in args.peers
-        }
+        plan = {}
+        for name in args.peers:
+            if args.cores > 1 and name not in SCALING:
+                continue
+            rows = min(SLOW.get(name, args.rows), args.rows)
+            where = str(slow_data.get(rows, data))
+            plan[name] = (Context(**{**ctx.__dict__, "data": where}), rows)
         peers = _rounds(PEERS, plan, args.repeats, f"{args.cores} core(s) {model}")
         results["models"][model] = {
             "peers": peers,
@@ -116,13 +123,13 @@ def _rounds(
 ) -> dict[str, Any]:
     """One untimed warm-up round of every peer, then ``repeats`` timed rounds, the peers
     interleaved so that a machine getting busier or quieter shifts them all alike. The
-    row-at-a-time UDF runs once, untimed warm-up skipped: minutes per run make start-up noise.
+    slow peers (SLOW) run once, warm-up skipped.
     A peer that fails is a finding (its error is recorded), not a crash of the benchmark."""
     times: dict[str, list[float]] = {name: [] for name in plan}
     errors: dict[str, str] = {}
     for round_ in range(repeats + 1):
         for name, (ctx, rows) in plan.items():
-            slow = name == "row_at_a_time"
+            slow = name in SLOW
             if name in errors or (slow and (round_ == 0 or len(times[name]) == 1)):
                 continue
             try:
