@@ -17,11 +17,13 @@ DATA    ?= data/penguins
 BUNDLE  ?= bundles/penguins
 OUTPUT  ?= out/scores
 MODEL   ?= rf
+CLUSTER ?= .cluster
 
 # pip warns about each of this machine's configured local package folders that does not exist.
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: help setup java demo test lint data export parity score compare bench providers view
+.PHONY: help setup java demo test lint data export parity score compare bench providers view \
+  cluster-up cluster-down cluster-status package submit
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -75,6 +77,23 @@ score: setup ## the Spark job on local[*]: score DATA with BUNDLE into OUTPUT
 	$(VENV)/bin/spark-submit --properties-file conf/spark/local.conf jobs/score.py \
 	  --conf conf/local.toml --bundle $(BUNDLE) --input $(DATA) --output $(OUTPUT) \
 	  --set output.mode=overwrite
+
+# A Spark standalone cluster on 127.0.0.1 (pid files, logs, work dirs in CLUSTER); see README.
+cluster-up: setup ## start a standalone master and 2 workers (1 core, 1 GB each) on 127.0.0.1
+	$(PY) -m jobs.cluster up --dir $(CLUSTER)
+
+cluster-down: ## stop the cluster and everything it started
+	$(PY) -m jobs.cluster down --dir $(CLUSTER)
+
+cluster-status: ## the cluster's master URL, ALIVE workers and running apps
+	$(PY) -m jobs.cluster status --dir $(CLUSTER)
+
+package: setup ## dist/modelport-code.zip (--py-files) and dist/env.tar.gz (--archives)
+	$(PY) -m jobs.cluster package --dist dist
+
+submit: package ## the Spark job on the cluster (make cluster-up first): DATA with BUNDLE into OUTPUT
+	$(PY) -m jobs.cluster submit --dir $(CLUSTER) --dist dist -- \
+	  --bundle $(BUNDLE) --input $(DATA) --output $(OUTPUT)
 
 compare: setup ## the format comparison report of BUNDLE on DATA into out/compare
 	$(PY) -m formats compare $(BUNDLE) --data $(DATA) --out out/compare

@@ -27,6 +27,7 @@ from formats.bundle import Bundle, sha256_file
 from formats.errors import FormatUnsupportedError, InputError, UsageError
 from formats.manifest import FORMATS, FormatEntry, Manifest, Tolerance
 from formats.schema import ColumnSpec, input_specs
+from formats.unknowns import with_unknown_tolerance
 
 __all__ = ["save"]
 
@@ -66,6 +67,7 @@ def save(
     _check_fitted(model)
     specs = input_specs(sample)
     _check_columns(model, specs)
+    specs = with_unknown_tolerance(model, specs)  # the Spark job's unseen-category rule
     task, classes = _task(model)
     if "pmml" in formats:
         from formats.java import java_version

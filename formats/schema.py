@@ -42,6 +42,9 @@ class ColumnSpec:
     dtype: str
     nullable: bool = True
     categories: list[str] | None = field(default=None, compare=False)
+    # Whether the fitted pipeline takes a category it never saw (OneHotEncoder with
+    # handle_unknown="ignore"): false only where save() found an encoder that refuses one.
+    accepts_unknown: bool = field(default=True, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +57,7 @@ class ColumnSpec:
             dtype=str(data["dtype"]),
             nullable=bool(data.get("nullable", True)),
             categories=data.get("categories"),
+            accepts_unknown=bool(data.get("accepts_unknown", True)),  # older bundles: unknown
         )
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "passthrough_columns",
     "plan_inputs",
     "spark_type",
+    "tabular_value",
 ]
 
 TABULAR_TASKS = ("classification", "regression")
@@ -85,7 +86,10 @@ def load_model(location: str | Path) -> LoadedModel:
         with_proba = m.has_proba and "probabilities" in signature.output_names
         names = output_columns(m.task, m.classes, with_proba)
         outputs = tuple(OutputField(n, _canonical_dtype(n, classes)) for n in names)
-        columns, onnx_dtypes = tuple(m.inputs), tuple(dtypes[c.name] for c in m.inputs)
+        # an all-numeric pipeline takes one [batch, n] tensor (OnnxScorer stacks the columns)
+        matrix = signature.inputs[0].dtype if len(signature.inputs) == 1 else "float32"
+        columns = tuple(m.inputs)
+        onnx_dtypes = tuple(dtypes.get(c.name, matrix) for c in m.inputs)
         tensors: tuple[TensorInput, ...] = ()
     else:
         tensors = tensor_inputs(signature)
@@ -149,8 +153,14 @@ def input_alias(i: int) -> str:
     return f"_mp_in{i}"
 
 
-def plan_inputs(schema: StructType, spec: ModelSpec, tensor: TensorSettings) -> list[Column]:
-    """The model's inputs as JVM expressions cast to the ONNX dtypes, or a one-line error."""
+def plan_inputs(
+    schema: StructType, spec: ModelSpec, tensor: TensorSettings, per_row_cast: bool = False
+) -> list[Column]:
+    """The model's inputs as JVM expressions cast to the ONNX dtypes, or a one-line error.
+
+    ``per_row_cast``: a string column feeding a numeric input is cast row by row (a value
+    that does not parse becomes null, an invalid row for :mod:`jobs._validate`) instead of
+    being refused here."""
     fields = {f.name: f for f in schema.fields}
     if not spec.tabular:
         return _plan_tensors(fields, spec, tensor)
@@ -158,12 +168,12 @@ def plan_inputs(schema: StructType, spec: ModelSpec, tensor: TensorSettings) -> 
     if missing:
         raise InputError(
             f"the input lacks column(s) {missing} that the model needs; it has "
-            f"{list(fields)}: rename or add them"
+            f"{list(fields)}: rename or add them{_nearest(missing, list(fields))}"
         )
     exprs = []
     for i, (spec_col, dtype) in enumerate(zip(spec.columns, spec.onnx_dtypes, strict=True)):
         f = fields[spec_col.name]
-        exprs.append(_tabular(f, dtype).alias(input_alias(i)))
+        exprs.append(tabular_value(f, dtype, per_row_cast).alias(input_alias(i)))
     return exprs
 
 
@@ -173,7 +183,25 @@ def _is_numeric(dt: DataType) -> bool:
     return isinstance(dt, T.NumericType | T.BooleanType)
 
 
-def _tabular(f: StructField, dtype: str) -> Column:
+def _nearest(missing: list[str], have: list[str]) -> str:
+    """A hint for a renamed column (case or a typo): "; did you mean 'Sex' for 'sex'?"."""
+    import difflib
+
+    lowered = {h.lower(): h for h in have}
+    hints = []
+    for name in missing:
+        near = lowered.get(name.lower()) or next(
+            iter(difflib.get_close_matches(name, have, n=1, cutoff=0.75)), None
+        )
+        if near is not None:
+            hints.append(f"{near!r} for {name!r}")
+    return f"; did you mean {', '.join(hints)}?" if hints else ""
+
+
+def tabular_value(f: StructField, dtype: str, per_row_cast: bool = False) -> Column:
+    """The column ``f`` as the model's ``dtype`` input takes it. ``try_cast``, not ``cast``:
+    under ANSI mode a value the type cannot hold (NaN or 1e300 into int64) would fail the
+    task with Spark's own error; as null it is an invalid row that jobs._validate names."""
     from pyspark.sql import types as T
 
     seen = f.dataType.simpleString()
@@ -184,12 +212,15 @@ def _tabular(f: StructField, dtype: str) -> Column:
                 "to string first"
             )
         return column(f.name)
-    if not _is_numeric(f.dataType):
+    is_string = isinstance(f.dataType, T.StringType | T.CharType | T.VarcharType)
+    if not _is_numeric(f.dataType) and not (is_string and per_row_cast):
         raise InputError(
             f"column {f.name!r} is {seen} but the model takes numbers ({dtype}); cast it to a "
             "numeric type first"
-        )
-    return column(f.name).cast(spark_type(dtype))
+            + (" (or set validation.on_invalid = null or quarantine to cast it per row)"
+               if is_string else "")
+        )  # fmt: skip
+    return column(f.name).try_cast(spark_type(dtype))
 
 
 def _plan_tensors(

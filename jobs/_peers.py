@@ -195,7 +195,7 @@ def row_at_a_time(ctx: Context) -> None:
     columns = ctx.columns
     cache: dict[str, Any] = {}
 
-    @udf("string")  # type: ignore[misc]
+    @udf("string")
     def label(*values: Any) -> str:
         fitted = cache.get("m")
         if fitted is None:

@@ -6,15 +6,21 @@ then only fills in what is not set, so ``--master`` or ``--conf`` always win. Un
 driver's own python (the project's venv) unless told otherwise: a worker on another python
 would miss onnxruntime.
 
-:func:`share_bytes` is the one place that touches ``sparkContext`` (a broadcast); Spark Connect
-has no SparkContext, so it ships the bytes inside the function instead.
+:func:`share_bytes` is the one place that touches ``sparkContext`` (a broadcast). On Spark
+Connect (``[spark] remote`` or SPARK_REMOTE: an ``sc://`` session, no SparkContext and so no
+broadcast) it ships the bytes as a session artifact, ``spark.addArtifacts(path, file=True)``,
+which every executor reads with ``SparkFiles.get``: sent once per session, not inside every
+task's closure (what pickling the bytes into the function would do).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sys
+import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +95,13 @@ def build_session(settings: Settings) -> Built:
     from pyspark.sql import SparkSession
 
     batch = str(settings.execution.max_records_per_batch)
+    remote = settings.spark.remote or os.environ.get("SPARK_REMOTE", "")
+    if remote:  # before the active session: a test's local session must not stand in for it
+        if not remote.startswith("sc://"):
+            raise UsageError(f"spark.remote is {remote!r}; a Spark Connect URL is sc://host:port")
+        spark = SparkSession.builder.remote(remote).getOrCreate()
+        spark.conf.set(BATCH_ROWS, batch)
+        return Built(spark, created=True)
     active = SparkSession.getActiveSession()
     if active is not None:
         active.conf.set(BATCH_ROWS, batch)  # a runtime SQL conf: takes effect on a live session
@@ -151,18 +164,40 @@ class _Broadcasted:
         return bytes(self.broadcast.value)
 
 
-class _Inline:
-    """The bytes themselves, pickled into the function (Spark Connect has no broadcast)."""
+class _SparkFile:
+    """Picklable loader of a file shipped with ``addArtifacts(file=True)`` (Spark Connect)."""
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
+    def __init__(self, name: str) -> None:
+        self.name = name
 
     def __call__(self) -> bytes:
-        return self.data
+        from pyspark import SparkFiles
+
+        # on an executor: the session's own artifact directory (Connect isolates sessions)
+        return Path(SparkFiles.get(self.name)).read_bytes()
+
+
+_ADDED: set[tuple[str, str]] = set()  # (Connect session id, artifact name) already shipped
+_ADDED_LOCK = threading.Lock()
+
+
+def _artifact(spark: Any, data: bytes) -> _SparkFile:
+    # Named by content: the same model shipped twice in a session is one artifact, and a
+    # server refuses a second, different file under a name it already has.
+    name = f"modelport-{hashlib.sha256(data).hexdigest()[:24]}.bin"
+    key = (str(spark.session_id), name)
+    with _ADDED_LOCK:
+        if key not in _ADDED:
+            with tempfile.TemporaryDirectory(prefix="modelport-") as tmp:
+                path = Path(tmp) / name
+                path.write_bytes(data)
+                spark.addArtifacts(str(path), file=True)
+            _ADDED.add(key)
+    return _SparkFile(name)
 
 
 def share_bytes(spark: SparkSession, data: bytes) -> Callable[[], bytes]:
     """``data`` made available to every executor; call the result there to get it."""
     if is_connect(spark):
-        return _Inline(data)
+        return _artifact(spark, data)
     return _Broadcasted(spark.sparkContext.broadcast(data))

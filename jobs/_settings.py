@@ -27,6 +27,7 @@ DEFAULT_CONF = Path(__file__).resolve().parents[1] / "conf" / "local.toml"
 
 WRITE_MODES = ("error", "errorifexists", "overwrite", "append")
 PROVIDERS = ("cpu", "cuda")
+ON_INVALID = ("fail", "null", "quarantine")
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,23 @@ class TensorSettings:
 
 
 @dataclass(frozen=True)
+class ValidationSettings:
+    # A row the model cannot take (see docs/ARCHITECTURE.md, "Invalid rows"): stop the job
+    # naming it (fail), score it as null with an `error` column (null), or write it to
+    # <output>_quarantine/ with a `reason` column and score the rest (quarantine).
+    on_invalid: str = "fail"
+
+
+@dataclass(frozen=True)
 class SparkSettings:
     # A spark-submit --properties-file, relative to the TOML file; applied by `python -m`.
     properties: str = ""
     # The workers' python; "": spark.pyspark.python if set, else the driver's own python.
     python: str = ""
     app_name: str = "modelport-score"
+    # A Spark Connect server (sc://host:15002) to run on instead of a SparkContext; "" also
+    # reads SPARK_REMOTE. The properties file and python above are then the server's business.
+    remote: str = ""
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,7 @@ class Settings:
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
     tensor: TensorSettings = field(default_factory=TensorSettings)
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
     source: str = ""  # the TOML file read, for messages
 
@@ -214,6 +227,7 @@ def _validate(s: Settings) -> None:
     for key, value, choices in (
         ("output.mode", s.output.mode, WRITE_MODES),
         ("execution.provider", s.execution.provider, PROVIDERS),
+        ("validation.on_invalid", s.validation.on_invalid, ON_INVALID),
     ):
         if value not in choices:
             raise UsageError(f"conf key {key!r} is {value!r}; use one of {', '.join(choices)}")

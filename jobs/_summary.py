@@ -34,7 +34,10 @@ class RunSummary:
     mode: str
     rows_in: int
     rows_scored: int
-    rows_invalid: int  # always 0 until invalid-row policies exist
+    rows_invalid: int  # rows the model could not take (jobs._validate); 0 when on_invalid = fail
+    invalid_reasons: dict[str, int]  # rows_invalid by the rule each broke first: {"year: null": 3}
+    on_invalid: str  # what happened to them: fail | null | quarantine
+    quarantine: str | None  # where on_invalid = quarantine wrote them
     seconds: float
     rows_per_second: float
     provider: str  # what ONNX Runtime really ran on the executors (session.get_providers()[0])
@@ -60,7 +63,7 @@ def render(summary: RunSummary) -> Any:
         ("output", f"{summary.output} ({summary.mode})"),
         ("rows in", f"{summary.rows_in:,}"),
         ("rows scored", f"{summary.rows_scored:,}"),
-        ("rows invalid", f"{summary.rows_invalid:,}"),
+        ("rows invalid", _invalid_text(summary)),
         ("seconds", f"{summary.seconds:.2f}"),
         ("rows/s", f"{summary.rows_per_second:,.0f}"),
         ("provider", summary.provider),
@@ -71,6 +74,14 @@ def render(summary: RunSummary) -> Any:
     for what, value in rows:
         table.add_row(what, value)
     return table
+
+
+def _invalid_text(summary: RunSummary) -> str:
+    if not summary.rows_invalid:
+        return f"0 (on_invalid = {summary.on_invalid})"
+    where = {"null": "scored as null", "quarantine": f"in {summary.quarantine}"}
+    reasons = ", ".join(f"{key} {n:,}" for key, n in sorted(summary.invalid_reasons.items()))
+    return f"{summary.rows_invalid:,} {where.get(summary.on_invalid, '')}: {reasons}"
 
 
 def _parity_text(parity: dict[str, Any]) -> str:

@@ -18,6 +18,10 @@ Both call :func:`cached_scorer` and :func:`predict`, i.e. OnnxScorer's own ``fee
 ``canonical``: the job, the public UDF and ``formats.load`` cannot drift apart. The cache keeps
 one ONNX Runtime session per Python worker process and model sha256 (``spark.python.worker.reuse``
 keeps the process, and so the session, alive across tasks): never one per batch or partition.
+
+Invalid rows (:mod:`jobs._validate`) are found in the JVM before a batch reaches a worker: with
+``validation.on_invalid = "null"`` the batch carries each row's reason and the worker scores
+only the rows without one (:func:`_score_valid`); ``fail`` and ``quarantine`` never send one.
 """
 
 from __future__ import annotations
@@ -45,6 +49,16 @@ from jobs._model import (
     plan_inputs,
 )
 from jobs._settings import ExecutionSettings, Settings
+from jobs._tensor import OutputField
+from jobs._validate import (
+    ERROR_COLUMN,
+    RULE,
+    Check,
+    checks,
+    reason_of,
+    stop_on_invalid,
+    with_rule,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -56,6 +70,8 @@ __all__ = ["Runtime", "ScoreMetrics", "cached_scorer", "pandas_scoring_udf", "pr
 
 PROVIDER = "_mp_provider"  # internal columns: which provider ran, which worker/session
 WORKER = "_mp_worker"
+REASON = "_mp_reason"  # why the row is invalid (jobs._validate), null when it is valid
+CHECK = "_mp_check"  # on_invalid = "fail": null, or the task fails (jobs._validate)
 
 
 @dataclass(frozen=True)
@@ -173,6 +189,35 @@ def _tag(value: str, rows: int) -> pa.Array:
     return pa.concat_arrays([pa.array([value], pa.string()), pa.nulls(rows - 1, pa.string())])
 
 
+def _score_valid(
+    scorer: OnnxScorer,
+    spec: ModelSpec,
+    cols: Mapping[str, np.ndarray],
+    error: pa.Array,
+    outputs: Sequence[tuple[OutputField, pa.DataType]],
+) -> list[pa.Array]:
+    """The outputs of the rows whose ``error`` is null; null on the others, which the model
+    never sees (their values may be ones it cannot take: that is why they are invalid)."""
+    import pyarrow as pa
+
+    valid = np.asarray(error.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    rows = len(valid)
+    if valid.all():
+        values = predict(scorer, spec, cols, rows)
+        return [_arrow_array(values[f.name], t) for f, t in outputs]
+    if not valid.any():
+        return [pa.nulls(rows, t) for _, t in outputs]
+    where = np.flatnonzero(valid)
+    values = predict(scorer, spec, {n: v[where] for n, v in cols.items()}, len(where))
+    out = []
+    for f, t in outputs:  # tabular outputs are scalars: scatter back, null where invalid
+        got = values[f.name]
+        full = np.empty(rows, dtype=object if got.dtype == object else got.dtype)
+        full[where] = got
+        out.append(pa.array(full, type=t, mask=~valid))
+    return out
+
+
 @dataclass(frozen=True)
 class _ArrowTask:
     """The function mapInArrow runs: batches of (inputs..., pass-through...) -> scored."""
@@ -180,8 +225,11 @@ class _ArrowTask:
     spec: ModelSpec
     load: Callable[[], bytes]
     runtime: Runtime
-    schema: pa.Schema  # pass-through, outputs, PROVIDER, WORKER
+    schema: pa.Schema  # pass-through, outputs, [error,] PROVIDER, WORKER
     n_pass: int
+    # on_invalid = "null": the batch's last column is jobs._validate's reason (null: valid);
+    # the model scores the valid rows only and the others get null outputs and the reason.
+    with_error: bool = False
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import pyarrow as pa
@@ -201,10 +249,15 @@ class _ArrowTask:
                         for i, n in enumerate(spec.input_names)}  # fmt: skip
             else:
                 cols = {n: _flat_values(batch.column(i), n) for i, n in enumerate(spec.input_names)}
-            values = predict(scorer, spec, cols, rows)
             arrays = [batch.column(n_in + j) for j in range(self.n_pass)]
             outputs = zip(spec.outputs, out_types, strict=True)
-            arrays += [_arrow_array(values[f.name], t) for f, t in outputs]
+            if self.with_error:
+                error = batch.column(n_in + self.n_pass)
+                arrays += _score_valid(scorer, spec, cols, error, list(outputs))
+                arrays.append(error)
+            else:
+                values = predict(scorer, spec, cols, rows)
+                arrays += [_arrow_array(values[f.name], t) for f, t in outputs]
             arrays += [_tag(provider, rows), _tag(worker, rows)]
             yield pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
@@ -219,9 +272,23 @@ class ScoreMetrics:
         tag = uuid.uuid4().hex[:8]
         self.input = Observation(f"modelport_in_{tag}")
         self.output = Observation(f"modelport_out_{tag}")
+        self.rules: list[str] = []  # the invalid-row rules counted, by their aggregate's index
+
+    def invalid_counts(self, found: Sequence[Check]) -> list[Any]:
+        """One count per rule, aggregated with the input's row count (the same scan)."""
+        from pyspark.sql import functions as F
+
+        self.rules = [c.key for c in found]
+        rule = F.col(RULE)
+        return [
+            F.count(F.when(rule == F.lit(key), 1)).alias(f"invalid_{i}")
+            for i, key in enumerate(self.rules)
+        ]
 
     def result(self) -> dict[str, Any]:
         got_in, got_out = self.input.get, self.output.get
+        reasons = {key: int(got_in.get(f"invalid_{i}") or 0) for i, key in enumerate(self.rules)}
+        reasons = {key: n for key, n in reasons.items() if n}
         sessions: dict[str, int] = {}
         for tag in got_out.get("workers") or []:
             pid, _, count = str(tag).partition(":")
@@ -229,6 +296,8 @@ class ScoreMetrics:
         return {
             "rows_in": int(got_in.get("rows") or 0),
             "rows_scored": int(got_out.get("rows") or 0),
+            "rows_invalid": sum(reasons.values()),
+            "invalid_reasons": reasons,
             "providers": sorted(got_out.get("providers") or []),
             "worker_processes": len(sessions),
             "ort_sessions": sum(sessions.values()),
@@ -251,28 +320,51 @@ def score(
     from jobs._session import master_of, share_bytes
 
     spec, spark, e = model.spec, df.sparkSession, settings.execution
-    inputs = plan_inputs(df.schema, spec, settings.tensor)
+    on_invalid = settings.validation.on_invalid
+    per_row = on_invalid != "fail"  # string columns for numeric inputs: cast per row
+    inputs = plan_inputs(df.schema, spec, settings.tensor, per_row)
     keep = passthrough_columns(df.schema, spec, settings.output)
+    if on_invalid == "null" and ERROR_COLUMN in keep:
+        raise InputError(
+            f"pass-through column {ERROR_COLUMN!r} would collide with the {ERROR_COLUMN!r} "
+            "column that validation.on_invalid = null adds; rename it in the input"
+        )
     _providers.check_driver(
         e.provider, ort.get_available_providers(), master_of(spark), e.allow_cpu_fallback
     )
-    selected = df.select(*inputs, *[column(c) for c in keep])
+    found = checks(df.schema, spec, per_row)  # the invalid-row rules, as JVM expressions
+    rule = F.col(RULE)
+    extra = [rule]
+    if on_invalid == "null":
+        extra.append(reason_of(found, rule).alias(REASON))
+    elif on_invalid == "fail" and found:  # the task receives it, so it is always evaluated
+        row_id = settings.output.id_column if settings.output.id_column in keep else None
+        extra.append(stop_on_invalid(found, rule, row_id).alias(CHECK))
+    selected = with_rule(df, found).select(*inputs, *[column(c) for c in keep], *extra)
     if metrics is not None:
-        selected = selected.observe(metrics.input, F.count(F.lit(1)).alias("rows"))
+        counts = metrics.invalid_counts(found)
+        selected = selected.observe(metrics.input, F.count(F.lit(1)).alias("rows"), *counts)
+    if on_invalid == "quarantine":  # jobs._validate.quarantined() writes the others
+        selected = selected.where(rule.isNull())
+    selected = selected.drop(RULE)  # the batch: inputs, pass-through, then REASON or CHECK
+    error = [StructField(ERROR_COLUMN, StringType())] if on_invalid == "null" else []
     schema = StructType(
         [df.schema[c] for c in keep]
         + output_struct(spec)
+        + error
         + [StructField(PROVIDER, StringType()), StructField(WORKER, StringType())]
     )
     task = _ArrowTask(
         spec, share_bytes(spark, model.onnx), Runtime.from_settings(e), to_arrow_schema(schema),
-        len(keep),
+        len(keep), with_error=bool(error),
     )  # fmt: skip
     scored = selected.mapInArrow(task, schema)
     if metrics is not None:
+        # rows the model scored: in "null" mode the invalid rows pass with null outputs
+        scored_rows = F.col(ERROR_COLUMN).isNull() if error else F.lit(True)
         scored = scored.observe(
             metrics.output,
-            F.count(F.lit(1)).alias("rows"),
+            F.count(F.when(scored_rows, 1)).alias("rows"),
             F.collect_set(PROVIDER).alias("providers"),
             F.collect_set(WORKER).alias("workers"),
         )

@@ -57,10 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.no_spark:
             return
         _step(f"4. score {data} with Spark: spark-submit jobs/score.py")
+        from jobs._settings import DEFAULT_CONF
         from jobs.score import main as score_main
 
+        # the repository's conf/local.toml wherever the demo is run from
         code = score_main(
-            ["--conf", "conf/local.toml", "--bundle", str(bundle_dir), "--input", str(data),
+            ["--conf", str(DEFAULT_CONF), "--bundle", str(bundle_dir), "--input", str(data),
              "--output", str(output), "--set", "output.mode=overwrite"]
         )  # fmt: skip
         if code:
@@ -68,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         import pandas as pd
 
         console().print(f"first rows of {output}:")
-        console().print(pd.read_parquet(output).sort_values("row_id").head(5).to_string())
+        first = pd.read_parquet(output).sort_values("row_id").head(5)
+        console().print(first.to_string(index=False))  # row ids, not pandas' file offsets
 
     from formats.cli import run_api
 

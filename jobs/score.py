@@ -4,10 +4,12 @@
         --conf conf/local.toml --bundle B --input IN --output OUT [--set key=value ...]
     python -m jobs.score --conf conf/local.toml --bundle B --input IN --output OUT
 
-Reads the bundle (sha256 checked) and checks the input and output paths before Spark starts,
-the input's schema against the model before any task runs, then runs the parity gate (a
-sample scored by model.onnx and by the bundle's pickle), scores (:func:`jobs._udf.score`),
-writes Parquet, and prints and writes the run summary (:mod:`jobs._summary`). Every failure a
+Reads the bundle (sha256 checked) and checks the input and output paths, Java and the master
+(:mod:`jobs._preflight`) before Spark starts, the input's schema against the model before any
+task runs, then runs the parity gate (a sample of valid rows scored by model.onnx and by the
+bundle's pickle), scores (:func:`jobs._udf.score`; invalid rows per validation.on_invalid,
+:mod:`jobs._validate`), writes Parquet (and ``<output>_quarantine``), and prints and writes the
+run summary (:mod:`jobs._summary`). Every failure a
 user can cause is one ``error: ...`` line on stderr: exit 2, or 1 for a failed parity gate.
 """
 
@@ -17,6 +19,7 @@ import argparse
 import re
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,6 +93,8 @@ def spark_error(exc: BaseException) -> ModelportError | None:
             return cls(match.group(2)) if cls is not VerificationFailedError else cls(line)
     for line in lines:  # Spark's error classes: "[PATH_NOT_FOUND] Path does not exist: ..."
         match = _CLASS.search(line)
+        if match and match.group(1) == "USER_RAISED_EXCEPTION":  # ours: jobs._validate
+            return InputError(match.group(2).strip())
         if match:
             return InputError(f"spark: [{match.group(1)}] {match.group(2).strip()}")
     useful = [ln.strip(" :") for ln in lines if not ln.startswith("An error occurred while")]
@@ -113,6 +118,16 @@ def _run(argv: list[str]) -> int:
     model = load_model(settings.job.bundle)  # before Spark starts: a bad bundle fails fast
     check_input(settings.job.input)
     check_output(settings.job.output, settings.output.mode)
+    from jobs._preflight import check_writable, preflight
+    from jobs._validate import quarantine_path
+
+    outputs = [settings.job.output]
+    if settings.validation.on_invalid == "quarantine":
+        outputs.append(quarantine_path(settings.job.output))
+        check_output(outputs[-1], settings.output.mode)
+    for location in outputs:
+        check_writable(location)
+    preflight(settings)  # Java and the master, before a JVM starts
     from jobs._session import build_session
 
     built = build_session(settings)
@@ -129,15 +144,23 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
     from jobs import _summary
     from jobs._model import check_partitioning
     from jobs._udf import ScoreMetrics, score
+    from jobs._validate import quarantine_path, quarantined, valid_rows
 
     job, out = settings.job, settings.output
     df = spark.read.parquet(job.input)
     metrics = ScoreMetrics()
     scored = score(df, model, settings, metrics)  # checks the schema: before any task runs
     check_partitioning(out.partition_by, scored.columns)
-    report = parity_gate(df, model, settings)
+    if df.isEmpty():  # a schema and no rows: an upstream step most likely failed
+        raise InputError(f"input {job.input!r} has no rows; nothing to score")
+    report = parity_gate(valid_rows(df, model.spec, settings), model, settings)
     if out.mode == "append":
         _summary.remove_summary(job.output)
+    quarantine = None
+    if settings.validation.on_invalid == "quarantine":
+        # first: a run whose quarantine cannot be written must not leave a complete output
+        quarantine = quarantine_path(job.output)
+        quarantined(df, model.spec, settings).write.mode(out.mode).parquet(quarantine)
     writer = scored.write.mode(out.mode)
     if out.partition_by:
         writer = writer.partitionBy(*out.partition_by)
@@ -156,7 +179,10 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
         mode=out.mode,
         rows_in=got["rows_in"],
         rows_scored=got["rows_scored"],
-        rows_invalid=0,
+        rows_invalid=got["rows_invalid"],
+        invalid_reasons=got["invalid_reasons"],
+        on_invalid=settings.validation.on_invalid,
+        quarantine=quarantine,
         seconds=round(seconds, 3),
         rows_per_second=round(got["rows_scored"] / seconds, 1) if seconds > 0 else 0.0,
         provider=", ".join(got["providers"]) or "none (no rows)",
@@ -227,9 +253,12 @@ def parity_gate(df: DataFrame, model: LoadedModel, settings: Settings) -> Parity
             f"{model.bundle.location!r} has none; set job.parity_gate = false to score without"
         )
     names = [c.name for c in model.spec.columns]
-    sample: pd.DataFrame = (
-        df.select(*[column(n) for n in names]).limit(settings.job.parity_rows).toPandas()
-    )
+    with warnings.catch_warnings():
+        # pyspark warns, in many lines, before re-raising a read error that becomes one line
+        warnings.filterwarnings("ignore", "toPandas attempted Arrow optimization", UserWarning)
+        sample: pd.DataFrame = (
+            df.select(*[column(n) for n in names]).limit(settings.job.parity_rows).toPandas()
+        )
     if sample.empty:
         return None
     report = formats.parity(model.bundle, sample, formats=["onnx"])

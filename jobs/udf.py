@@ -9,7 +9,8 @@
 The UDF is an iterator pandas UDF returning a struct of the model's canonical columns (``label``
 and ``proba_<class>``, or ``prediction``; one field per output for tensor models). It takes the
 model's input columns in the manifest's order (:func:`input_columns`). The model is read and
-checked (sha256) on the driver, broadcast once, and each Python worker keeps one ONNX Runtime
+checked (sha256) on the driver, broadcast once (on Spark Connect, which has no broadcast:
+added once per session with ``spark.addArtifacts``), and each Python worker keeps one ONNX Runtime
 session for it, shared with the score job's (same cache, same feed and decoding code).
 
 The UDF is marked non-deterministic on purpose: Spark may otherwise inline it once per field

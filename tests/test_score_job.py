@@ -1,7 +1,8 @@
 """The score job end to end: ``main([...])`` in this process (on the shared session),
 ``python -m jobs.score`` and ``spark-submit jobs/score.py`` as subprocesses, and every bad input
 answered with one ``error: ...`` line, exit 2 (1 for the parity gate), and no output marked
-complete.
+complete. The bad-input corpus (columns, types, files, conf, master, Java, CUDA, invalid rows)
+is tests/test_bad_input_corpus.py.
 """
 
 from __future__ import annotations
@@ -215,61 +216,6 @@ def _write(tmp_path: Path, data: pd.DataFrame) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    ("change", "words"),
-    [
-        ("drop sex", ["lacks column(s) ['sex']"]),
-        ("string mass", ["'body_mass_g' is string", "takes numbers"]),
-    ],
-)
-def test_bad_columns_before_any_task(
-    spark: Any,
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-    penguins_bundle: Path,
-    penguins_parquet: Path,
-    change: str,
-    words: list[str],
-) -> None:
-    data = pd.read_parquet(penguins_parquet).head(100)
-    if change == "drop sex":
-        data = data.drop(columns="sex")
-    else:
-        data["body_mass_g"] = data["body_mass_g"].astype(str)
-    source, out = _write(tmp_path, data), tmp_path / "scores"
-    sc = spark.sparkContext
-    sc.setJobGroup("bad-columns", "the job on bad columns")
-    code, _, err = run(capsys, "--bundle", penguins_bundle, "--input", source, "--output", out)
-    sc.setJobGroup("read-only", "reading the schema alone")
-    spark.read.parquet(str(source))
-    sc.setJobGroup("", "")
-    assert code == 2
-    assert_one_error(err, *words)
-    # no more Spark jobs than reading the Parquet schema takes: nothing sampled or scored
-    tracker = sc.statusTracker()
-    assert len(tracker.getJobIdsForGroup("bad-columns")) <= len(
-        tracker.getJobIdsForGroup("read-only")
-    )
-    assert not out.exists()
-
-
-def test_gpu_asked_on_a_cpu_only_node(
-    spark: Any,
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-    penguins_bundle: Path,
-    penguins_parquet: Path,
-) -> None:
-    out = tmp_path / "scores"
-    code, _, err = run(
-        capsys, "--conf", ROOT / "conf" / "gpu.toml", "--bundle", penguins_bundle,
-        "--input", penguins_parquet, "--output", out,
-    )  # fmt: skip
-    assert code == 2
-    assert_one_error(err, "execution.provider is cuda", "no CUDA", "allow_cpu_fallback")
-    assert not out.exists()
-
-
 def test_gpu_fallback_allowed_runs_on_cpu_and_says_so(
     spark: Any,
     capsys: pytest.CaptureFixture[str],
@@ -305,19 +251,6 @@ def test_output_exists_with_mode_error(
     assert_not_complete(out)
 
 
-def test_unknown_conf_key(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path
-) -> None:
-    out = tmp_path / "scores"
-    code, _, err = run(
-        capsys, "--bundle", penguins_bundle, "--input", tmp_path, "--output", out,
-        "--set", "output.partition=label",
-    )  # fmt: skip
-    assert code == 2
-    assert_one_error(err, "unknown conf key 'output.partition'", "'output.partition_by'")
-    assert not out.exists()
-
-
 def test_missing_flag_and_bad_flag(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "--input", "x", "--output", "y")
     assert code == 2
@@ -325,26 +258,6 @@ def test_missing_flag_and_bad_flag(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "--bundel", "x")
     assert code == 2
     assert_one_error(err, "unrecognized arguments: --bundel x")
-
-
-def test_a_damaged_file_found_by_spark_is_one_line(
-    spark: Any,
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-    penguins_bundle: Path,
-    penguins_parquet: Path,
-) -> None:
-    source = tmp_path / "input"
-    shutil.copytree(penguins_parquet, source)
-    (source / "part-9.parquet").write_bytes(b"PAR1 not really a parquet file PAR1")
-    out = tmp_path / "scores"
-    code, _, err = run(
-        capsys, "--bundle", penguins_bundle, "--input", source, "--output", out,
-        "--set", "job.parity_gate=false",
-    )  # fmt: skip
-    assert code == 2
-    assert_one_error(err, "spark:", "part-9.parquet")
-    assert_not_complete(out)
 
 
 def test_an_executor_error_of_ours_is_one_line(

@@ -1,0 +1,259 @@
+"""Invalid rows: the rows a tabular model cannot take, found by Spark SQL expressions in the JVM.
+
+A row is invalid when one of the model's columns holds what the model cannot take (the rules,
+in the order a row's first broken rule is reported):
+
+- ``null``: a null where the model needs a value: the manifest says training had none there
+  (``ColumnSpec.nullable`` is false) or the ONNX input is an integer, which has no NaN;
+- ``not a number``: a string column where the model takes numbers (cast per row when
+  ``on_invalid`` is not ``fail``) whose value does not parse as one;
+- ``NaN``: as ``null``: invalid only where a null is (a float column that had NaN in training
+  is imputed by the pipeline, so NaN there is valid);
+- ``infinite``: +-inf in a numeric column, never valid;
+- ``out of range``: a number the ONNX input's type cannot hold (1e300 into float32 or int64);
+- ``not a whole number``: a fraction for an integer ONNX input (the cast would truncate it);
+- ``unseen category``: a category not among those the manifest recorded from training, in a
+  column whose fitted encoder refuses unknown categories (``ColumnSpec.accepts_unknown``).
+
+Every rule is a boolean Column, so validation is one projection that Spark runs vectorised
+with the scan; the Python workers only see the result. ``validation.on_invalid`` says what
+happens to such a row (:mod:`jobs._udf` and :mod:`jobs.score` act on it): ``fail`` stops the job
+on the first (``raise_error`` in the task, naming the row_id, column and value), ``null``
+scores the row as nulls with an ``error`` column, ``quarantine`` writes it to
+``<output>_quarantine/`` with a ``reason`` column and scores the rest. Tensor models have no
+rules (their inputs are arrays, checked per batch by :mod:`jobs._tensor`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from formats.errors import InputError
+from formats.schema import ColumnSpec
+from jobs._model import ModelSpec, column, spark_type, tabular_value
+from jobs._settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+    from pyspark.sql.types import StructField, StructType
+
+__all__ = [
+    "ERROR_COLUMN",
+    "REASON_COLUMN",
+    "RULE",
+    "Check",
+    "checks",
+    "first_rule",
+    "quarantine_path",
+    "quarantined",
+    "reason_of",
+    "stop_on_invalid",
+    "valid_rows",
+    "with_rule",
+]
+
+ERROR_COLUMN = "error"  # on_invalid = "null": why the row's predictions are null
+RULE = "_mp_rule"  # internal: the key of the rule a row broke first (null: a valid row)
+REASON_COLUMN = "reason"  # on_invalid = "quarantine": why the row is in the quarantine
+_INTEGER_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+_SHOWN = 100  # characters of a value that a message shows
+
+
+@dataclass(frozen=True)
+class Check:
+    """One rule on one column: ``key`` is what the run summary counts ("year: null"),
+    ``broken`` is true on a row that breaks it, ``message`` says why, with the value."""
+
+    key: str
+    broken: Column
+    message: Column
+
+
+def checks(schema: StructType, spec: ModelSpec, per_row_cast: bool) -> list[Check]:
+    """The rules of every model column, in the order they are reported; [] for tensor models.
+
+    ``per_row_cast``: string columns feeding numeric inputs are cast row by row (as
+    :func:`jobs._model.plan_inputs` then feeds them) instead of refused by the planner."""
+    if not spec.tabular:
+        return []
+    fields = {f.name: f for f in schema.fields}
+    out: list[Check] = []
+    for col_spec, dtype in zip(spec.columns, spec.onnx_dtypes, strict=True):
+        f = fields.get(col_spec.name)
+        if f is None:  # plan_inputs names the missing columns first
+            continue
+        if dtype == "str":
+            out += _string_checks(col_spec, f)
+        else:
+            out += _numeric_checks(col_spec, f, dtype, per_row_cast)
+    return out
+
+
+def _needs_value(col_spec: ColumnSpec, dtype: str) -> bool:
+    return not col_spec.nullable or dtype in _INTEGER_DTYPES
+
+
+def _shown(value: Column) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.substring(value.cast("string"), 1, _SHOWN)
+
+
+def _check(name: str, rule: str, broken: Column, *message: str | Column) -> Check:
+    from pyspark.sql import functions as F
+
+    parts = [F.lit(p) if isinstance(p, str) else p for p in (f"{name}: ", *message)]
+    return Check(f"{name}: {rule}", broken, F.concat(*parts))
+
+
+def _string_checks(col_spec: ColumnSpec, f: StructField) -> list[Check]:
+    from pyspark.sql import functions as F
+
+    name, src = col_spec.name, column(col_spec.name)
+    out = []
+    if _needs_value(col_spec, "str"):
+        out.append(_check(name, "null", src.isNull(), "null where the model needs a value"))
+    if not col_spec.accepts_unknown and col_spec.categories is not None:
+        seen = F.lit(False) if not col_spec.categories else src.isin(col_spec.categories)
+        out.append(
+            _check(
+                name, "unseen category", src.isNotNull() & ~seen,
+                "category '", _shown(src), "' was never seen in training and the model's "
+                "encoder refuses unknown categories",
+            )  # fmt: skip
+        )
+    return out
+
+
+def _numeric_checks(
+    col_spec: ColumnSpec, f: StructField, dtype: str, per_row_cast: bool
+) -> list[Check]:
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    name, src = col_spec.name, column(col_spec.name)
+    is_string = isinstance(f.dataType, T.StringType | T.CharType | T.VarcharType)
+    if is_string and not per_row_cast:
+        return []  # plan_inputs refuses the column before any task runs
+    # The value as a double (NaN and inf survive) and as the model gets it (the planner's cast).
+    number = src.try_cast(T.DoubleType())
+    fed = tabular_value(f, dtype, per_row_cast)
+    infinite = F.abs(number) == F.lit(float("inf"))
+    needs = _needs_value(col_spec, dtype)
+    out = []
+    if needs:
+        out.append(_check(name, "null", src.isNull(), "null where the model needs a value"))
+    if is_string:
+        broken = src.isNotNull() & number.isNull()
+        out.append(_check(name, "not a number", broken, "'", _shown(src), "' is not a number"))
+    if needs:
+        out.append(_check(name, "NaN", F.isnan(number), "NaN where the model needs a value"))
+    out.append(
+        _check(name, "infinite", infinite, _shown(src), " is infinite; the model takes finite "
+               "numbers")
+    )  # fmt: skip
+    overflow = number.isNotNull() & ~F.isnan(number) & ~infinite
+    overflow = overflow & (fed.isNull() | (F.abs(fed.cast(T.DoubleType())) == float("inf")))
+    spark_name = spark_type(dtype).simpleString()
+    out.append(
+        _check(name, "out of range", overflow, _shown(src), f" does not fit the model's {dtype} "
+               f"input ({spark_name})")
+    )  # fmt: skip
+    if dtype in _INTEGER_DTYPES and not isinstance(f.dataType, T.IntegralType | T.BooleanType):
+        # the cast would truncate it, so model.onnx would score another value than the pickle
+        fraction = number.isNotNull() & ~F.isnan(number) & ~infinite & (number != F.floor(number))
+        out.append(
+            _check(name, "not a whole number", fraction, _shown(src), f" is not a whole number; "
+                   f"the model's {dtype} input would truncate it")
+        )  # fmt: skip
+    return out
+
+
+def first_rule(found: Sequence[Check]) -> Column:
+    """The key of the row's first broken rule (what the summary counts), or null."""
+    from pyspark.sql import functions as F
+
+    if not found:
+        return F.lit(None).cast("string")
+    return F.coalesce(*[F.when(c.broken, F.lit(c.key)) for c in found])
+
+
+def with_rule(df: DataFrame, found: Sequence[Check]) -> DataFrame:
+    """``df`` and a :data:`RULE` column, in a projection of its own.
+
+    The reason, the counts and the fail check all read the rule; as a column of the projection
+    below them Spark tests the rules once per row (CollapseProject does not inline a costly
+    expression that is used more than once). Built into one projection, the rules were tested
+    again for every row: 1M rows, local[2], 2.2 s instead of 0.4 s for reading and casting."""
+    return df.select("*", first_rule(found).alias(RULE))
+
+
+def reason_of(found: Sequence[Check], rule: Column) -> Column:
+    """Why the row is invalid (the message of its ``rule``, with the value), or null."""
+    from pyspark.sql import functions as F
+
+    if not found:
+        return F.lit(None).cast("string")
+    messages = [F.when(rule == F.lit(c.key), c.message) for c in found]
+    return F.when(rule.isNotNull(), F.coalesce(*messages))
+
+
+def stop_on_invalid(found: Sequence[Check], rule: Column, id_column: str | None) -> Column:
+    """Always null, or for an invalid row a task failure whose message names the row.
+
+    Meant as a column that the scoring (mapInArrow) receives, so Spark can neither prune it nor
+    push it into a filter: ``raise_error`` then runs in the task that reads the row, and the job
+    fails while scoring, before anything is committed. The driver turns Spark's
+    USER_RAISED_EXCEPTION into the message (:func:`jobs.score.spark_error`)."""
+    from pyspark.sql import functions as F
+
+    which = (
+        [F.lit(f"{id_column} "), F.coalesce(column(id_column).cast("string"), F.lit("null"))]
+        if id_column
+        else [F.lit("a row (the input has no id column, output.id_column)")]
+    )
+    message = F.concat(
+        F.lit("invalid row, "), *which, F.lit(": "), reason_of(found, rule),
+        F.lit('; set validation.on_invalid = "null" or "quarantine" to score the other rows'),
+    )  # fmt: skip
+    return F.when(rule.isNotNull(), F.raise_error(message)).cast("boolean")
+
+
+def valid_rows(df: DataFrame, spec: ModelSpec, settings: Settings) -> DataFrame:
+    """``df``'s valid rows, string columns of numeric inputs cast per row to double: what the
+    parity gate samples, since neither model.onnx nor the pickle can take an invalid row."""
+    from pyspark.sql import types as T
+
+    per_row = settings.validation.on_invalid != "fail"
+    found = checks(df.schema, spec, per_row)
+    if not found:
+        return df
+    numeric = {c.name for c in spec.columns if c.kind == "numeric"}
+    strings = {
+        f.name for f in df.schema.fields
+        if f.name in numeric and isinstance(f.dataType, T.StringType | T.CharType | T.VarcharType)
+    }  # fmt: skip
+    cast = [column(c).try_cast(T.DoubleType()).alias(c) if c in strings else column(c)
+            for c in df.columns]  # fmt: skip
+    return df.where(first_rule(found).isNull()).select(*cast)
+
+
+def quarantine_path(output: str) -> str:
+    """Beside the output, not inside it: a reader of the output must never get these rows."""
+    return output.rstrip("/") + "_quarantine"
+
+
+def quarantined(df: DataFrame, spec: ModelSpec, settings: Settings) -> DataFrame:
+    """The input rows that are invalid, with every input column and a ``reason`` column."""
+    from pyspark.sql import functions as F
+
+    if REASON_COLUMN in df.columns:
+        raise InputError(
+            f"the input has a column {REASON_COLUMN!r}, which the quarantine adds; rename it"
+        )
+    found = checks(df.schema, spec, settings.validation.on_invalid != "fail")
+    reason = reason_of(found, F.col(RULE)).alias(REASON_COLUMN)
+    ruled = with_rule(df, found)
+    return ruled.where(F.col(RULE).isNotNull()).select(*[column(c) for c in df.columns], reason)
