@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -76,6 +77,7 @@ def code_zip(dist: Path) -> Path:
                     path.suffix == ".py" or path.name == "py.typed"
                 ):
                     zf.write(path, path.relative_to(ROOT).as_posix())
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep other users (and their executors) out
     Path(tmp).replace(target)
     return target
 
@@ -139,6 +141,7 @@ def _pack(env_dir: Path, target: Path) -> None:
     _say(f"venv-pack -p {env_dir} -o {target} " + " ".join(f"--exclude '{e}'" for e in EXCLUDE))
     filters = [("exclude", pattern) for pattern in EXCLUDE]
     venv_pack.pack(prefix=str(env_dir), output=str(tmp), format="tar.gz", filters=filters)
+    os.chmod(tmp, 0o644)
     tmp.replace(target)
 
 
@@ -149,7 +152,8 @@ def package(dist: Path, env_dir: Path) -> Packaged:
     wanted, env_seconds = build_env(env_dir)
     target = dist / "env.tar.gz"
     packed_for = dist / ".env.tar.gz.sha256"
-    digest = hashlib.sha256(wanted.encode()).hexdigest()
+    # what is in the venv and what is left out of the archive: a change to either repacks
+    digest = hashlib.sha256((wanted + json.dumps(EXCLUDE)).encode()).hexdigest()
     seconds = 0.0
     if not target.is_file() or not packed_for.is_file() or packed_for.read_text() != digest:
         start = time.perf_counter()

@@ -285,7 +285,12 @@ def down(directory: str | Path = ".cluster", keep_work: bool = False) -> list[in
     """Stop everything the cluster in ``directory`` runs; returns the pids that were running."""
     path = Path(directory).resolve()
     pids = processes(path)
-    _procs.stop(pids)
+    # workers (and their executors) first: a worker that loses its master first spends its
+    # shutdown retrying to reach it
+    state = Cluster.load(path)
+    master = [state.master_pid] if state is not None else []
+    _procs.stop([p for p in pids if p not in master])
+    _procs.stop(master)
     left = [p for p in processes(path) if _procs.alive(p)]
     if left:
         raise ClusterError(f"processes {left} of the cluster in {path} did not stop")

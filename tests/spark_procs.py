@@ -68,10 +68,10 @@ def python_workers(executor: int) -> list[int]:
     """The forked Python workers (pyspark.daemon's children) below an executor."""
     below = _procs.descendants(executor)
     daemons = {p for p in below if "pyspark.daemon" in _procs.cmdline(p)}
-    return [p for p in below if p in daemons and _parent(p) in daemons]
+    return [p for p in below if p in daemons and parent(p) in daemons]
 
 
-def _parent(pid: int) -> int:
+def parent(pid: int) -> int:
     text = Path(f"/proc/{pid}/stat").read_text()
     return int(text[text.rindex(")") + 2 :].split()[1])
 

@@ -30,6 +30,7 @@ from jobs.datagen import generate
 from tests.spark_procs import (
     data_files,
     executors,
+    parent,
     python_workers,
     row_ids,
     wait_for,
@@ -202,7 +203,13 @@ def test_python_worker_killed_mid_job(
     app, _job = run.part_way()
     backend = executors(app)
     assert len(backend) == 2, backend
-    workers = wait_for("a Python worker", lambda: python_workers(backend[0]) or None, 60)
+    # every executor's workers: a reused worker may sit idle between tasks, and killing only
+    # idle ones would hit no task at all
+    def on_both() -> list[int] | None:
+        found = [p for e in backend for p in python_workers(e)]
+        return found if len({parent(p) for p in found}) == 2 else None  # one daemon each
+
+    workers = wait_for("a Python worker on each executor", on_both, 60)
     # the executors run the archive's python, not this venv's
     assert all(_procs.cmdline(p)[0] == "./environment/bin/python" for p in workers)
     for pid in workers:

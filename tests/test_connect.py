@@ -20,7 +20,7 @@ import pytest
 from jobs import _procs
 from jobs.cluster import spark_env
 from tests.spark_procs import connect_server
-from tests.test_score_job import assert_matches_pickle, summary_of
+from tests.test_score_job import assert_matches_pickle, assert_one_error, run, summary_of
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT = r"""
@@ -119,3 +119,16 @@ def test_public_udf_and_shipped_bytes_on_spark_connect(
     scored.mkdir()
     (scored / "part-0.parquet").write_bytes(out.read_bytes())
     assert_matches_pickle(scored, penguins_parquet, penguins_bundle, 6000)
+
+
+def test_a_remote_that_is_not_a_connect_url_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path, penguins_parquet: Path
+) -> None:
+    out = tmp_path / "scores"
+    code, _, err = run(
+        capsys, "--bundle", penguins_bundle, "--input", penguins_parquet, "--output", out,
+        "--set", "spark.remote=http://127.0.0.1:15002",
+    )  # fmt: skip
+    assert code == 2
+    assert_one_error(err, "spark.remote is 'http://127.0.0.1:15002'", "sc://host:port")
+    assert not out.exists()
