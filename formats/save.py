@@ -8,15 +8,12 @@ ONNX form) does not stop the others: the manifest records which step failed and 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
@@ -234,10 +231,9 @@ def _model_type(model: Any) -> str:
 
 
 def _versions(entries: dict[str, FormatEntry]) -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for package in _PACKAGES:
-        with contextlib.suppress(PackageNotFoundError):
-            found[package] = package_version(package)
+    from formats.onnx.convert._tabular import package_versions
+
+    found = {"python": platform.python_version(), **package_versions(_PACKAGES)}
     java = entries.get("pmml")
     if java is not None and java.details.get("java"):
         found["java"] = str(java.details["java"])

@@ -1,4 +1,4 @@
-"""Tensor specs, model signatures and the one dtype table (numpy <-> ONNX <-> Open Inference V2).
+"""Tensor specs, model signatures and the one dtype table (numpy <-> ONNX).
 
 A dimension is an ``int`` (fixed) or a ``str`` (symbolic, e.g. ``"batch"``); unknown unnamed
 dimensions are written ``None`` in Python and ``-1`` on the wire.
@@ -23,31 +23,28 @@ __all__ = [
     "TensorSpec",
     "numpy_dtype_from_onnx",
     "numpy_dtype_from_ort",
-    "numpy_dtype_from_v2",
     "onnx_elem_type",
-    "v2_datatype",
 ]
 
 Dim = int | str | None
 
-# dtype name (numpy's, "str" for string tensors) -> (ONNX TensorProto elem type, V2 datatype)
-_TABLE: dict[str, tuple[int, str]] = {
-    "bool": (9, "BOOL"),
-    "uint8": (2, "UINT8"),
-    "uint16": (4, "UINT16"),
-    "uint32": (12, "UINT32"),
-    "uint64": (13, "UINT64"),
-    "int8": (3, "INT8"),
-    "int16": (5, "INT16"),
-    "int32": (6, "INT32"),
-    "int64": (7, "INT64"),
-    "float16": (10, "FP16"),
-    "float32": (1, "FP32"),
-    "float64": (11, "FP64"),
-    "str": (8, "BYTES"),
+# dtype name (numpy's, "str" for string tensors) -> ONNX TensorProto elem type
+_TABLE: dict[str, int] = {
+    "bool": 9,
+    "uint8": 2,
+    "uint16": 4,
+    "uint32": 12,
+    "uint64": 13,
+    "int8": 3,
+    "int16": 5,
+    "int32": 6,
+    "int64": 7,
+    "float16": 10,
+    "float32": 1,
+    "float64": 11,
+    "str": 8,
 }
-_BY_ONNX = {onnx_type: name for name, (onnx_type, _) in _TABLE.items()}
-_BY_V2 = {v2: name for name, (_, v2) in _TABLE.items()}
+_BY_ONNX = {onnx_type: name for name, onnx_type in _TABLE.items()}
 _ORT_NAMES = {
     "tensor(bool)": "bool",
     "tensor(uint8)": "uint8",
@@ -80,11 +77,7 @@ def numpy_dtype(name: str) -> np.dtype[Any]:
 
 
 def onnx_elem_type(name: str) -> int:
-    return _TABLE[name][0]
-
-
-def v2_datatype(name: str) -> str:
-    return _TABLE[name][1]
+    return _TABLE[name]
 
 
 def numpy_dtype_from_onnx(elem_type: int) -> str:
@@ -92,14 +85,6 @@ def numpy_dtype_from_onnx(elem_type: int) -> str:
         return _BY_ONNX[elem_type]
     except KeyError:
         raise InputError(f"ONNX element type {elem_type} is not supported") from None
-
-
-def numpy_dtype_from_v2(datatype: str) -> str:
-    try:
-        return _BY_V2[datatype.upper()]
-    except KeyError:
-        known = ", ".join(_BY_V2)
-        raise InputError(f"datatype {datatype!r} is not supported; use one of {known}") from None
 
 
 def numpy_dtype_from_ort(type_str: str) -> str:
@@ -116,11 +101,6 @@ class TensorSpec:
     name: str
     dtype: str  # a key of the dtype table: "float32", "int64", "str", ...
     shape: tuple[Dim, ...]
-
-    @property
-    def datatype(self) -> str:
-        """The Open Inference Protocol datatype name."""
-        return v2_datatype(self.dtype)
 
     @property
     def wire_shape(self) -> list[int]:

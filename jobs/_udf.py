@@ -237,13 +237,16 @@ class _ArrowTask:
         spec = self.spec
         n_in = len(spec.input_names)
         out_types = [self.schema.field(self.n_pass + i).type for i in range(len(spec.outputs))]
+        scorer: OnnxScorer | None = None
         for batch in batches:
             rows = batch.num_rows
             if rows == 0:
                 continue
-            # on the first rows, not before: an empty partition builds no session
-            scorer = cached_scorer(spec, self.load, self.runtime)
-            provider, worker = scorer.providers[0], worker_tag(spec.sha256)
+            if scorer is None:
+                # once per task, on its first rows: an empty partition builds no session, and
+                # the provider choice (task resources, ORT's list) stays out of the batch loop
+                scorer = cached_scorer(spec, self.load, self.runtime)
+                provider, worker = scorer.providers[0], worker_tag(spec.sha256)
             if spec.tabular:
                 cols = {n: batch.column(i).to_numpy(zero_copy_only=False)
                         for i, n in enumerate(spec.input_names)}  # fmt: skip
