@@ -22,6 +22,7 @@ from formats.errors import InputError
 
 __all__ = [
     "ColumnSpec",
+    "canonical_columns",
     "canonical_frame",
     "conform",
     "input_specs",
@@ -157,6 +158,19 @@ def canonical_frame(
     index: Any = None,
 ) -> pd.DataFrame:
     """Build the canonical output from what an engine returned (labels mapped to ``classes``)."""
+    columns = canonical_columns(task, classes, label=label, proba=proba, prediction=prediction)
+    return pd.DataFrame(columns, index=index)
+
+
+def canonical_columns(
+    task: str,
+    classes: Sequence[Any] | None,
+    *,
+    label: Any = None,
+    proba: np.ndarray | None = None,
+    prediction: Any = None,
+) -> dict[str, np.ndarray]:
+    """:func:`canonical_frame`'s columns as arrays: the Spark job's batches skip pandas."""
     if task == "classification":
         out: dict[str, Any] = {"label": _labels(label, classes)}
         if proba is not None:
@@ -168,10 +182,8 @@ def canonical_frame(
                 )
             for j, cls in enumerate(classes or []):
                 out[proba_column(cls)] = proba[:, j]
-        return pd.DataFrame(out, index=index)
-    return pd.DataFrame(
-        {"prediction": np.asarray(prediction, dtype=np.float64).reshape(-1)}, index=index
-    )
+        return out
+    return {"prediction": np.asarray(prediction, dtype=np.float64).reshape(-1)}
 
 
 def _labels(label: Any, classes: Sequence[Any] | None) -> np.ndarray:

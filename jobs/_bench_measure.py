@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WorkerMemory", "measure_in_process", "spark_session"]
+__all__ = ["WorkerMemory", "measure_in_process", "spark_session", "tree_cpu_seconds"]
 
 BATCH = 10_000  # rows per Arrow batch: spark.sql.execution.arrow.maxRecordsPerBatch below
 
@@ -33,6 +33,39 @@ def spark_session(cores: int, memory: str) -> Any:
         [f"spark.properties={path}", f"execution.max_records_per_batch={BATCH}"],
     )
     return build_session(settings).spark
+
+
+def tree_cpu_seconds(root: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by ``root`` (this process) and every process
+    under it: the JVM and Spark's Python workers. Children already reaped count through their
+    parent's cutime/cstime, live ones through their own line, so nothing counts twice.
+
+    Why CPU time and not only wall time: ONNX Runtime's default thread pool pins its threads to
+    cores by itself, outside the taskset mask (measured here: a process pinned to core 0 got a
+    pool thread on core 1), so a peer with ORT's default threads is not held to the cores it was
+    given; and a shared machine's other load stretches wall time but not CPU time."""
+    root = root or os.getpid()
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    used: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # ended between listing and reading
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        parent[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    total = 0
+    for pid, ticks in used.items():
+        up = pid
+        while up and up != root:
+            up = parent.get(up, 0)
+        if up == root:
+            total += ticks
+    return total / tick
 
 
 class WorkerMemory:

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ratios", "render_markdown"]
+__all__ = ["ratios", "render_markdown", "scaling"]
 
 
 def _rate(peers: dict[str, Any], name: str, cores: int) -> float | None:
+    """Rows per CPU-second of the process tree (per core); older results: wall rows/s / cores."""
     got = peers.get(name, {})
+    if got.get("rows_per_cpu_s") is not None:
+        return float(got["rows_per_cpu_s"])
     rate = got.get("rows_per_s")
     return None if rate is None else float(rate) / cores
+
+
+def _bound(floor: float | None, ort: float) -> float | None:
+    return 1 / (1 / floor + 1 / ort) if floor else None
 
 
 def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
@@ -20,9 +27,9 @@ def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
     result = run["models"][model]
     peers, local = result["peers"], result["in_process"]
     job = _rate(peers, "job", cores)
-    floor = _rate(peers, "floor_arrow", cores)
     ort = float(local["ort_rows_per_s"])
-    bound = 1 / (1 / floor + 1 / ort) if floor else None
+    bound = _bound(_rate(peers, "floor_arrow", cores), ort)
+    bound_output = _bound(_rate(peers, "floor_output", cores), ort)
 
     def over(name: str) -> float | None:
         other = _rate(peers, name, cores)
@@ -32,6 +39,8 @@ def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
         "job_per_core": job,
         "bound_per_core": round(bound, 1) if bound else None,
         "job_vs_bound": round(job / bound, 2) if job and bound else None,
+        "bound_output_per_core": round(bound_output, 1) if bound_output else None,
+        "job_vs_bound_output": round(job / bound_output, 2) if job and bound_output else None,
         "job_vs_handwritten_onnx": over("handwritten_onnx"),
         "job_vs_predict_batch_udf": over("predict_batch_udf"),
         "job_vs_pickle_pandas": over("pickle_pandas"),
@@ -39,6 +48,15 @@ def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
         "job_vs_pypmml": over("pypmml_pandas"),
         "job_vs_row_at_a_time": over("row_at_a_time"),
     }
+
+
+def scaling(runs: list[dict[str, Any]], model: str, peer: str = "job") -> float | None:
+    """Wall-clock rows/s on the most cores over rows/s on the fewest (1.0: no gain)."""
+    if len(runs) < 2:
+        return None
+    first = runs[0]["models"][model]["peers"].get(peer, {}).get("rows_per_s")
+    last = runs[-1]["models"][model]["peers"].get(peer, {}).get("rows_per_s")
+    return round(float(last) / float(first), 2) if first and last else None
 
 
 def _fmt(value: Any) -> str:
@@ -51,12 +69,13 @@ def _fmt(value: Any) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Benchmark: `{report['command']}`", "",
-             f"Machine: {report['machine']}. Medians of the timed runs; rows/s per core.", ""]  # fmt: skip
+             f"Machine: {report['machine']}. Medians of the timed runs. Per core: rows per "
+             "CPU-second of the JVM and its Python workers; wall: rows per second.", ""]  # fmt: skip
     runs = report["runs"]
     models = list(runs[0]["models"]) if runs else []
     for model in models:
         lines += [f"## {model}", "", "| peer | " + " | ".join(
-            f"{r['cores']} core(s) rows/s/core" for r in runs) + " |",
+            f"{r['cores']} core(s): per core (wall)" for r in runs) + " |",
             "|---|" + "---|" * len(runs)]  # fmt: skip
         names = list(runs[0]["models"][model]["peers"])
         for name in names:
@@ -66,7 +85,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                 if not got:
                     cells.append("-")
                 elif "rows_per_s" in got:
-                    cells.append(_fmt(got["rows_per_s"] / r["cores"]))
+                    per_core = _rate(r["models"][model]["peers"], name, r["cores"])
+                    cells.append(f"{_fmt(per_core)} ({_fmt(float(got['rows_per_s']))})")
                 else:
                     cells.append(f"fails: {got['error']}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -79,12 +99,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         table = [ratios(r, model) for r in runs]
         for key in table[0]:
             lines.append(f"| {key} | " + " | ".join(_fmt(t[key]) for t in table) + " |")
-        if len(runs) > 1:
-            one = _rate(runs[0]["models"][model]["peers"], "job", 1)
-            two = runs[-1]["models"][model]["peers"].get("job", {}).get("rows_per_s")
-            if one and two:
-                lines.append(f"| job scaling {runs[0]['cores']} → {runs[-1]['cores']} cores | "
-                             f"{float(two) / (one * runs[0]['cores']):.2f}x |")  # fmt: skip
+        for peer in ("job", "floor_arrow", "handwritten_onnx"):
+            grown = scaling(runs, model, peer)
+            if grown is not None:
+                lines.append(f"| {peer} scaling {runs[0]['cores']} → {runs[-1]['cores']} cores "
+                             f"(wall) | {grown:.2f}x |")  # fmt: skip
         profile = runs[0]["models"][model]["in_process"]["profile_ms_per_10k"]
         lines += ["", "One 10k-row batch in the worker, ms: " + ", ".join(
             f"{k} {v}" for k, v in profile.items()), ""]  # fmt: skip

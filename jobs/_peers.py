@@ -67,6 +67,33 @@ def floor_arrow(ctx: Context) -> None:
     _write(_inputs(ctx).mapInArrow(noop, "row_id long"), ctx)
 
 
+def floor_output(ctx: Context) -> None:
+    """No model: the floor, returning and writing the job's output columns (a classifier's
+    label and one probability per class, or a regressor's prediction; the same values every
+    batch): Spark's cost of moving and writing the scores, without the scoring."""
+    import pyarrow as pa
+
+    classes = [str(c) for c in ctx.classes]
+
+    def noop(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        made: dict[int, list[pa.Array]] = {}
+        for batch in batches:
+            rows = batch.num_rows
+            if rows not in made:  # varied values, so Parquet's encodings work as on real scores
+                rng = np.random.default_rng(rows)
+                if not classes:
+                    made[rows] = [pa.array(rng.normal(size=rows))]
+                else:
+                    proba = rng.dirichlet(np.ones(len(classes)), rows)
+                    label = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+                    made[rows] = [pa.array(label)] + [pa.array(p) for p in proba.T]
+            yield pa.RecordBatch.from_arrays([batch.column(0), *made[rows]], names=names)
+
+    schema = _proba_schema(ctx) if classes else "row_id long, prediction double"
+    names = [f.split()[0] for f in schema.split(", ")]
+    _write(_inputs(ctx).mapInArrow(noop, schema), ctx)
+
+
 def floor_pandas(ctx: Context) -> None:
     """No model: the same through mapInPandas."""
 
@@ -244,6 +271,7 @@ def mlflow_onnx(ctx: Context) -> None:
 PEERS: dict[str, Callable[[Context], None]] = {
     "job": job,
     "floor_arrow": floor_arrow,
+    "floor_output": floor_output,
     "floor_pandas": floor_pandas,
     "handwritten_onnx": handwritten_onnx,
     "predict_batch_udf": predict_batch,

@@ -13,7 +13,12 @@ Beside the Spark peers the child measures, in one process on one core: ``ort`` (
 ``run`` alone on the same 10k-row batches, feeds prepared beforehand), ``ceiling`` (pyarrow
 batches → ORT → Parquet writer, no Spark) and a profile of one batch (conversion, ORT, output,
 write). ``bound = 1 / (1/floor_arrow + 1/ort)`` is what a job that adds nothing to Spark's
-transfer and ORT's compute would reach.
+transfer and ORT's compute would reach; ``bound_output`` uses ``floor_output`` (the no-op that
+also returns and writes the job's output columns) instead, i.e. it counts writing the scores.
+
+Per-core figures are rows per CPU-second of the whole process tree (the JVM and the Python
+workers, from /proc), beside wall-clock rows/s: ONNX Runtime's default thread pool pins a thread
+outside the taskset mask, so wall time alone would let such a peer use a core it was not given.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ __all__ = ["main"]
 # rows of the same data (their start-up is noise at that speed).
 SLOW = {"row_at_a_time": 20_000, "pypmml_pandas": 200_000}
 # With more than one core only these run: the job's scaling and the peers it is measured by.
-SCALING = ("job", "floor_arrow", "handwritten_onnx")
+SCALING = ("job", "floor_arrow", "floor_output", "handwritten_onnx")
 
 
 def _memory_check(args: argparse.Namespace) -> int:
@@ -125,7 +130,10 @@ def _rounds(
     interleaved so that a machine getting busier or quieter shifts them all alike. The
     slow peers (SLOW) run once, warm-up skipped.
     A peer that fails is a finding (its error is recorded), not a crash of the benchmark."""
+    from jobs._bench_measure import tree_cpu_seconds
+
     times: dict[str, list[float]] = {name: [] for name in plan}
+    cpu: dict[str, list[float]] = {name: [] for name in plan}
     errors: dict[str, str] = {}
     for round_ in range(repeats + 1):
         for name, (ctx, rows) in plan.items():
@@ -133,9 +141,10 @@ def _rounds(
             if name in errors or (slow and (round_ == 0 or len(times[name]) == 1)):
                 continue
             try:
-                start = time.perf_counter()
+                used, start = tree_cpu_seconds(), time.perf_counter()
                 peers[name](ctx)
                 took = time.perf_counter() - start
+                used = tree_cpu_seconds() - used
                 written = ctx.spark.read.parquet(ctx.out).count()
             except Exception as exc:
                 errors[name] = _last_line(exc)
@@ -144,15 +153,19 @@ def _rounds(
                 errors[name] = f"wrote {written} rows of {rows}"
             elif round_:
                 times[name].append(took)
+                cpu[name].append(used)
     results: dict[str, Any] = {}
     for name, (_ctx, rows) in plan.items():
         if name in errors:
             results[name] = {"error": errors[name]}
         else:
-            median = statistics.median(times[name])
+            median, cpu_median = statistics.median(times[name]), statistics.median(cpu[name])
             results[name] = {"seconds": round(median, 3), "rows": rows,
                              "runs": [round(t, 3) for t in times[name]],
-                             "rows_per_s": round(rows / median, 1)}  # fmt: skip
+                             "rows_per_s": round(rows / median, 1),
+                             "cpu_seconds": round(cpu_median, 3),
+                             "cpu_runs": [round(c, 3) for c in cpu[name]],
+                             "rows_per_cpu_s": round(rows / cpu_median, 1)}  # fmt: skip
         print(f"  {label} {name}: {results[name]}", file=sys.stderr)
     return results
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from formats.errors import InputError
 from formats.onnx.runtime import Session, SessionOptions
-from formats.schema import ColumnSpec, canonical_frame, conform
+from formats.schema import ColumnSpec, canonical_columns, conform
 
 __all__ = ["OnnxScorer"]
 
@@ -104,11 +104,15 @@ class OnnxScorer:
         return self.session.run(feed)
 
     def canonical(self, outputs: Mapping[str, np.ndarray], index: Any = None) -> pd.DataFrame:
+        return pd.DataFrame(self.canonical_columns(outputs), index=index)
+
+    def canonical_columns(self, outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """:meth:`canonical` as arrays by column name (no pandas: the Spark job's batches)."""
         if self.task == "classification":
             label = outputs[self._label] if self._label else None
             proba = outputs[self._proba] if self._proba else None
-            return canonical_frame(self.task, self.classes, label=label, proba=proba, index=index)
-        return canonical_frame(self.task, None, prediction=outputs[self._value], index=index)
+            return canonical_columns(self.task, self.classes, label=label, proba=proba)
+        return canonical_columns(self.task, None, prediction=outputs[self._value])
 
     def _outputs(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         x = conform(frame, self.inputs)
