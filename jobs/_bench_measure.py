@@ -16,13 +16,17 @@ __all__ = ["WorkerMemory", "measure_in_process", "spark_session", "tree_cpu_seco
 BATCH = 10_000  # rows per Arrow batch: spark.sql.execution.arrow.maxRecordsPerBatch below
 
 
-def spark_session(cores: int, memory: str) -> Any:
-    """local[cores] with the job's own properties (conf/spark/local.conf), UI and progress off."""
+def spark_session(cores: int, memory: str, master: str = "") -> Any:
+    """local[cores] with the job's own properties (conf/spark/local.conf), UI and progress off;
+    with ``master`` (a standalone cluster's URL), ``cores`` one-core executors there."""
     from jobs._session import build_session
     from jobs._settings import load_settings
 
     props = Path("conf/spark/local.conf").read_text()
-    props += f"\nspark.master local[{cores}]\nspark.driver.memory {memory}\n"
+    props += f"\nspark.master {master or f'local[{cores}]'}\nspark.driver.memory {memory}\n"
+    if master:  # the workers run this venv's python: the same machine
+        props += f"spark.executor.cores 1\nspark.cores.max {cores}\nspark.executor.memory 1g\n"
+        props += f"spark.pyspark.python {sys.executable}\n"
     props += "spark.ui.enabled false\nspark.ui.showConsoleProgress false\n"
     props += f"spark.sql.shuffle.partitions {cores}\n"
     fd, path = tempfile.mkstemp(prefix="bench-", suffix=".conf")

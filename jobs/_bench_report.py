@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ratios", "render_markdown", "scaling"]
+__all__ = ["ratios", "render_cluster", "render_markdown", "scaling"]
 
 
 def _rate(peers: dict[str, Any], name: str, cores: int) -> float | None:
@@ -107,4 +107,25 @@ def render_markdown(report: dict[str, Any]) -> str:
         profile = runs[0]["models"][model]["in_process"]["profile_ms_per_10k"]
         lines += ["", "One 10k-row batch in the worker, ms: " + ", ".join(
             f"{k} {v}" for k, v in profile.items()), ""]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def render_cluster(report: dict[str, Any]) -> str:
+    """``--cluster``: wall-clock rows/s with 1 and 2 one-core workers, and the scaling."""
+    result = report["cluster"]
+    lines = [f"# Cluster scaling: `{report['command']}`", "",
+             f"Machine: {report['machine']}. A standalone master and one-core workers on "
+             f"127.0.0.1, each worker pinned to its own core; {result['rows']:,} rows; medians, "
+             "wall-clock rows/s.", "",
+             "| model | peer | 1 worker | 2 workers | scaling |", "|---|---|---|---|---|"]  # fmt: skip
+    by_workers = result["workers"]
+    one, two = by_workers.get("1", by_workers.get(1, {})), by_workers.get("2", by_workers.get(2, {}))
+    for model, peers in one.items():
+        for name, got in peers.items():
+            other = two.get(model, {}).get(name, {})
+            a, b = got.get("rows_per_s"), other.get("rows_per_s")
+            grown = f"{float(b) / float(a):.2f}x" if a and b else "-"
+            cells = [_fmt(float(a)) if a else got.get("error", "-"),
+                     _fmt(float(b)) if b else other.get("error", "-")]  # fmt: skip
+            lines.append(f"| {model} | {name} | {cells[0]} | {cells[1]} | {grown} |")
     return "\n".join(lines) + "\n"

@@ -75,12 +75,74 @@ def _memory_check(args: argparse.Namespace) -> int:
     return 0 if written == args.rows else 1
 
 
+def _cluster(args: argparse.Namespace) -> int:
+    """``--cluster``: the job and the floor on a standalone cluster on 127.0.0.1 with one, then
+    two, one-core workers, each worker pinned to a core of its own (its executors and Python
+    workers inherit the pinning); wall-clock rows/s, JSON on stdout's last line."""
+    from jobs import cluster
+    from jobs._bench_measure import spark_session
+    from jobs._peers import PEERS
+
+    work = Path(args.workdir)
+    data = work / f"data-{args.rows}"
+    if not data.exists():
+        from jobs.datagen import generate
+
+        generate(args.rows, data)
+    cpus = sorted(os.sched_getaffinity(0))
+    where = work / "cluster"
+    results: dict[str, Any] = {"rows": args.rows, "workers": {}}
+    for workers in (1, 2):
+        running = cluster.up(where, workers=workers, cores=1, memory="1500m", port=0, ui_port=0)
+        try:
+            for i, pid in enumerate(running.workers.values()):
+                subprocess.run(["taskset", "-a", "-pc", str(cpus[i % len(cpus)]), str(pid)],
+                               check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+            spark = spark_session(workers, args.memory, master=running.url)
+            try:
+                results["workers"][workers] = {
+                    model: _rounds(PEERS, _plan(spark, work, data, model, args.rows),
+                                   args.repeats, f"cluster {workers} worker(s) {model}")
+                    for model in args.models
+                }  # fmt: skip
+            finally:
+                spark.stop()
+        finally:
+            cluster.down(where)
+    print(json.dumps(results))
+    return 0
+
+
+def _plan(spark: Any, work: Path, data: Path, model: str, rows: int) -> dict[str, Any]:
+    """The cluster run's peers: the job and the floor it is measured by."""
+    ctx = _context(spark, work, data, model)
+    return {name: (ctx, rows) for name in ("job", "floor_arrow")}
+
+
+def _context(spark: Any, work: Path, data: Path, model: str) -> Any:
+    from formats import save
+    from formats.bundle import Bundle
+    from jobs._peers import Context
+    from jobs.export import train
+
+    bundle_dir = work / f"bundle-{model}"
+    if not bundle_dir.exists():
+        fitted, x_train = train(model)
+        save(fitted, bundle_dir, sample=x_train, formats=["pickle", "pmml", "onnx"])
+    bundle = Bundle.open(bundle_dir)
+    m = bundle.manifest
+    return Context(
+        spark, str(data), str(bundle_dir), str(work / "out"), [c.name for c in m.inputs],
+        list(m.classes or []), bundle.read("model.onnx"), bundle.read("model.pkl"),
+        bundle.read("model.pmml").decode() if "model.pmml" in m.files else "",
+    )  # fmt: skip
+
+
 def _child(args: argparse.Namespace) -> int:
     """One core count: every model, every peer; JSON on stdout's last line."""
     from jobs._bench_measure import measure_in_process, spark_session
     from jobs._peers import PEERS, Context
     from jobs.datagen import generate
-    from jobs.export import train
 
     work = Path(args.workdir)
     data = work / f"data-{args.rows}"
@@ -91,21 +153,8 @@ def _child(args: argparse.Namespace) -> int:
     spark = spark_session(args.cores, args.memory)
     results: dict[str, Any] = {"cores": args.cores, "rows": args.rows, "models": {}}
     for model in args.models:
-        from formats import save
-
         bundle_dir = work / f"bundle-{model}"
-        if not bundle_dir.exists():
-            fitted, x_train = train(model)
-            save(fitted, bundle_dir, sample=x_train, formats=["pickle", "pmml", "onnx"])
-        from formats.bundle import Bundle
-
-        bundle = Bundle.open(bundle_dir)
-        m = bundle.manifest
-        ctx = Context(
-            spark, str(data), str(bundle_dir), str(work / "out"), [c.name for c in m.inputs],
-            list(m.classes or []), bundle.read("model.onnx"), bundle.read("model.pkl"),
-            bundle.read("model.pmml").decode() if "model.pmml" in m.files else "",
-        )  # fmt: skip
+        ctx = _context(spark, work, data, model)
         plan = {}
         for name in args.peers:
             if args.cores > 1 and name not in SCALING:
@@ -210,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="out/bench")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
+        "--cluster", action="store_true",
+        help="the job's scaling on a standalone cluster: 1, then 2 one-core workers",
+    )  # fmt: skip
+    parser.add_argument(
         "--memory-check", action="store_true",
         help="score --rows rows (use 10000000) with 1g of driver/executor memory on local[2]",
     )  # fmt: skip
@@ -220,12 +273,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown peer(s) {unknown}; known: {', '.join(PEERS)}", file=sys.stderr)
         return 2
+    if args.child and args.cluster:
+        return _cluster(args)
     if args.child or args.memory_check:
         args.cores = int(args.cores.split(",")[-1])
         return _memory_check(args) if args.memory_check else _child(args)
     if shutil.which("taskset") is None:
         print("error: taskset not found (util-linux); it pins the benchmark's cores", file=sys.stderr)
         return 2
+    if args.cluster:  # two workers, pinned to the cores there are (on one core: both there)
+        return _cluster_report(args, argv)
     cores = [int(c) for c in args.cores.split(",")]
     if max(cores) > len(os.sched_getaffinity(0)):
         print(f"error: this machine has {len(os.sched_getaffinity(0))} core(s)", file=sys.stderr)
@@ -240,6 +297,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     _atomic(out / "results.json", json.dumps(report, indent=2) + "\n")
     text = render_markdown(report)
     _atomic(out / "results.md", text)
+    print(text)
+    return 0
+
+
+def _cluster_report(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """``--cluster`` in a child process (its Spark session ends with it), then the report."""
+    command = [sys.executable, "-m", "jobs.bench", "--child", "--cluster", "--rows",
+               str(args.rows), "--repeats", str(args.repeats), "--models", ",".join(args.models),
+               "--workdir", args.workdir, "--memory", args.memory]  # fmt: skip
+    print("$ " + " ".join(command), file=sys.stderr)
+    proc = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise SystemExit("error: the cluster benchmark failed")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    from jobs._bench_report import render_cluster
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command_line = "python -m jobs.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    report = {"command": command_line, "machine": _machine(), "cluster": result}
+    _atomic(out / "cluster.json", json.dumps(report, indent=2) + "\n")
+    text = render_cluster(report)
+    _atomic(out / "cluster.md", text)
     print(text)
     return 0
 

@@ -1,0 +1,103 @@
+"""The benchmark's machinery (no timing assertions): CPU accounting over the process tree, the
+report's ratios, and `python -m jobs.bench` end to end on a few thousand rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from jobs._bench_measure import tree_cpu_seconds
+from jobs._bench_report import ratios, render_markdown, scaling
+from jobs._udf import _column_values
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_tree_cpu_counts_a_child_process() -> None:
+    """A child that burns ~0.6 s of CPU shows up in this process tree's CPU seconds."""
+    before = tree_cpu_seconds()
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass"
+    subprocess.run([sys.executable, "-c", burn], check=True)
+    assert tree_cpu_seconds() - before >= 0.5
+
+
+def _run(cores: int, job: float, floor: float, out: float, hand: float, ort: float) -> dict:
+    peers = {
+        "job": {"rows_per_s": job * cores, "rows_per_cpu_s": job},
+        "floor_arrow": {"rows_per_s": floor * cores, "rows_per_cpu_s": floor},
+        "floor_output": {"rows_per_s": out * cores, "rows_per_cpu_s": out},
+        "handwritten_onnx": {"rows_per_s": hand * cores, "rows_per_cpu_s": hand},
+        "pickle_pandas": {"error": "RuntimeError: boom"},
+    }
+    in_process = {"ort_rows_per_s": ort, "ceiling_rows_per_s": 1.0, "profile_ms_per_10k": {}}
+    return {"cores": cores, "rows": 10, "models": {"rf": {"peers": peers, "in_process": in_process}}}
+
+
+def test_ratios_follow_the_stated_formulas() -> None:
+    one = _run(1, job=100.0, floor=400.0, out=300.0, hand=80.0, ort=400.0)
+    got = ratios(one, "rf")
+    assert got["bound_per_core"] == pytest.approx(200.0)  # 1 / (1/400 + 1/400)
+    assert got["job_vs_bound"] == pytest.approx(0.5)
+    assert got["bound_output_per_core"] == pytest.approx(1 / (1 / 300 + 1 / 400), rel=1e-3)
+    assert got["job_vs_handwritten_onnx"] == pytest.approx(1.25)
+    assert got["job_vs_pickle_pandas"] is None  # a failed peer has no ratio
+    two = _run(2, job=90.0, floor=400.0, out=300.0, hand=80.0, ort=400.0)
+    assert scaling([one, two], "rf") == pytest.approx(1.8)  # wall: 180 rows/s over 100
+    text = render_markdown({"command": "x", "machine": {}, "runs": [one, two]})
+    assert "fails: RuntimeError: boom" in text and "job scaling 1 → 2 cores (wall) | 1.80x" in text
+
+
+def test_string_columns_reach_the_model_as_without_dictionary_encoding() -> None:
+    strings = pa.array(["Biscoe", None, "Dream", "Biscoe", "Torgersen"])
+    got = _column_values(strings)
+    assert got.dtype == object and list(got) == ["Biscoe", "", "Dream", "Biscoe", "Torgersen"]
+    numbers = pa.array([1.5, 2.5], pa.float32())
+    assert _column_values(numbers).dtype == np.float32
+
+
+def test_bench_end_to_end_counts_every_row(tmp_path: Path) -> None:
+    """The real runner on 3000 rows: every peer wrote every row, CPU and wall time recorded."""
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+    command = [
+        sys.executable, "-m", "jobs.bench", "--rows", "3000", "--cores", "1", "--models", "logreg",
+        "--peers", "job,floor_arrow,floor_output", "--repeats", "1",
+        "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    peers = report["runs"][0]["models"]["logreg"]["peers"]
+    assert set(peers) == {"job", "floor_arrow", "floor_output"}
+    for name, got in peers.items():
+        assert got["rows"] == 3000, (name, got)  # the runner fails a peer that wrote other rows
+        assert got["cpu_seconds"] > 0 and got["rows_per_cpu_s"] > 0, (name, got)
+    assert "job_vs_bound_output" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_bench_cluster_scaling_runs_on_a_standalone_cluster(tmp_path: Path) -> None:
+    """`--cluster`: a real master and one, then two, one-core workers; every row counted."""
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+    command = [
+        sys.executable, "-m", "jobs.bench", "--cluster", "--rows", "2000", "--models", "logreg",
+        "--repeats", "1", "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "cluster.json").read_text())
+    workers = report["cluster"]["workers"]
+    assert set(workers) == {"1", "2"}
+    for got in workers.values():
+        for name in ("job", "floor_arrow"):
+            assert got["logreg"][name]["rows"] == 2000, got
+    assert "| logreg | job |" in (tmp_path / "out" / "cluster.md").read_text()
+    assert not list((tmp_path / "work" / "cluster").glob("*.pid")) or all(
+        not Path(f"/proc/{p.read_text().strip()}").exists()
+        for p in (tmp_path / "work" / "cluster").glob("*.pid")
+    )  # the cluster is down afterwards
