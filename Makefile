@@ -18,11 +18,13 @@ BUNDLE  ?= bundles/penguins
 OUTPUT  ?= out/scores
 MODEL   ?= rf
 CLUSTER ?= .cluster
+COMPARE_ROWS ?= 200000
 
 # pip warns about each of this machine's configured local package folders that does not exist.
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: help setup java demo test lint data export parity score compare bench providers view \
+.PHONY: help setup java demo test lint data export parity score compare compare-local jvm bench \
+  providers view \
   cluster-up cluster-down cluster-status package submit
 
 help: ## this list
@@ -95,8 +97,25 @@ submit: package ## the Spark job on the cluster (make cluster-up first): DATA wi
 	$(PY) -m jobs.cluster submit --dir $(CLUSTER) --dist dist -- \
 	  --bundle $(BUNDLE) --input $(DATA) --output $(OUTPUT)
 
-compare: setup ## the format comparison report of BUNDLE on DATA into out/compare
+# The comparison needs the data and the bundle: made here when absent (order-only: an existing
+# one is used as it is). COMPARE_ROWS rows are scored on Spark, so that the whole report,
+# in-process half included, stays under 5 minutes on 2 cores.
+$(DATA):
+	@$(MAKE) --no-print-directory data DATA=$(DATA)
+
+$(BUNDLE):
+	@$(MAKE) --no-print-directory export BUNDLE=$(BUNDLE)
+
+compare: setup | $(DATA) $(BUNDLE) ## the format comparison, in-process and on Spark, into out/compare
+	$(VENV)/bin/spark-submit --properties-file conf/spark/compare.conf jobs/compare.py \
+	  --conf conf/local.toml --bundle $(BUNDLE) --input $(DATA) --out out/compare \
+	  --rows $(COMPARE_ROWS)
+
+compare-local: setup | $(DATA) $(BUNDLE) ## the in-process half alone (python -m formats compare)
 	$(PY) -m formats compare $(BUNDLE) --data $(DATA) --out out/compare
+
+jvm: setup ## compile the PMML Java UDF (jobs/java) into .cache/jvm (compare does it when needed)
+	$(PY) -m jobs._jvm
 
 bench: setup ## the job against its peers, pinned cores, medians (see README: Benchmarks)
 	$(PY) -m jobs.bench --rows $(ROWS) --cores 1,2 --models rf,logreg --repeats 3

@@ -7,9 +7,10 @@
 
 In-process per format and engine (size, save time, cold load, warm throughput, latency, peak
 RSS, parity), portability (an older scikit-learn, two PMML engines, ONNX in Node.js), installed
-requirements, security canaries, and a recommendation derived from them. The Spark half adds
-:class:`SparkResult` rows to ``CompareReport.spark``; until then the report says it was not
-measured. Importing this package imports no engine: each is loaded when measured.
+requirements, security canaries, and a recommendation derived from them. The Spark half
+(``jobs/compare.py``) adds :class:`SparkResult` rows to ``CompareReport.spark``; without it the
+report says it was not measured. Importing this package imports no engine: each is loaded
+when measured.
 """
 
 from __future__ import annotations

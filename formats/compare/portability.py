@@ -167,7 +167,8 @@ def node_onnx(bundle: Bundle, frame: pd.DataFrame, cache: Path) -> tuple[pd.Data
     with tempfile.TemporaryDirectory(prefix="modelport-node-") as tmp:
         inputs, out = Path(tmp) / "in.json", Path(tmp) / "out.json"
         inputs.write_text(json.dumps({k: _tensor(v) for k, v in feed.items()}))
-        model = bundle.checked_path("onnx")
+        # absolute: node runs in its own cwd, where a relative bundle path names nothing
+        model = bundle.checked_path("onnx").resolve()
         proc = subprocess.run(
             [node, str(script), str(model), str(inputs), str(out)],
             capture_output=True, text=True, timeout=600, cwd=place,

@@ -57,9 +57,9 @@ def _metric(r: EngineResult, workload: str, spark: list[SparkResult] | None) -> 
         return (None, "") if not p50 else (1.0 / p50, f"p50 {p50:.3g} ms per row")
     if spark:  # one yardstick for all: an engine Spark did not run is not measured
         on = next((s for s in spark if (s.fmt, s.engine) == (r.fmt, r.engine)), None)
-        return (None, "") if on is None else (
-            on.rows_per_s_per_core, f"{on.rows_per_s_per_core:,.0f} rows/s/core on Spark"
-        )
+        if on is None or on.rows_per_s_per_core is None:  # not run there, or it failed
+            return None, ""
+        return on.rows_per_s_per_core, f"{on.rows_per_s_per_core:,.0f} rows/s/core on Spark"
     if not r.throughput:
         return None, ""
     best = max(r.throughput, key=lambda t: t.batch)
@@ -146,7 +146,9 @@ def _reasons(
     return out
 
 
-def findings(engines: list[EngineResult], portability: list[Cell]) -> list[str]:
+def findings(
+    engines: list[EngineResult], portability: list[Cell], spark: list[SparkResult] | None = None
+) -> list[str]:
     """Comparisons stated plainly, including where ONNX Runtime loses."""
     by = {e.key: e for e in engines if e.status == "measured"}
     out = []
@@ -188,4 +190,29 @@ def findings(engines: list[EngineResult], portability: list[Cell]) -> list[str]:
             out.append(f"{e.key} could not be compared with the original: {e.parity_reason}")
     out += [f"{c.check}: {c.status}: {c.summary}" for c in portability
             if c.status in ("differs", "error", "warning")]  # fmt: skip
+    return out + _spark_findings(spark or [])
+
+
+def _spark_findings(spark: list[SparkResult]) -> list[str]:
+    out = []
+    ran = {f"{s.fmt}/{s.engine}": s for s in spark if s.rows_per_s_per_core is not None}
+    if ran:
+        fast = max(ran.values(), key=lambda s: s.rows_per_s_per_core or 0.0)
+        slow = min(ran.values(), key=lambda s: s.rows_per_s_per_core or 0.0)
+        out.append(f"on Spark the fastest is {fast.fmt}/{fast.engine} ({fast.how}): "
+                   f"{fast.rows_per_s_per_core or 0:,.0f} rows/s per core, "
+                   f"{(fast.rows_per_s_per_core or 0) / (slow.rows_per_s_per_core or 1):.2g}x "
+                   f"the slowest, {slow.fmt}/{slow.engine}")  # fmt: skip
+    jvm, py = ran.get("pmml/jpmml"), ran.get("pmml/pypmml")
+    if jvm and py:
+        ratio = (jvm.rows_per_s_per_core or 0) / (py.rows_per_s_per_core or 1)
+        out.append(f"on Spark PMML in the executors' JVM (jpmml) is {ratio:.2g}x PMML in a "
+                   f"pandas UDF (pypmml): {jvm.rows_per_s_per_core or 0:,.0f} vs "
+                   f"{py.rows_per_s_per_core or 0:,.0f} rows/s per core")  # fmt: skip
+    for s in spark:
+        if s.error:
+            out.append(f"on Spark {s.fmt}/{s.engine}: {s.error}")
+        elif s.agreement is not None and s.agreement < 1.0:
+            out.append(f"on Spark {s.fmt}/{s.engine} agrees with the original on "
+                       f"{s.agreement:.2%} of {s.rows:,} rows")  # fmt: skip
     return out

@@ -134,10 +134,22 @@ class SecurityCheck:
 
 @dataclass
 class SparkResult:
+    """One format on Spark (``jobs/compare.py``). ``rows_per_s_per_core`` and ``agreement`` are
+    None when the engine failed or was not saved (``error`` says why)."""
+
     fmt: str
     engine: str
-    rows_per_s_per_core: float
-    agreement: float  # share of rows whose label equals the original's
+    rows_per_s_per_core: float | None
+    # share of rows whose label equals the original's (regression: within the tolerance)
+    agreement: float | None
+    how: str = ""  # how the engine ran on Spark (a pandas UDF, a Java UDF, the scoring job)
+    rows: int = 0
+    cores: int = 0  # Spark's defaultParallelism: the cores the rows were spread over
+    master: str = ""
+    seconds: float | None = None  # median of runs
+    runs: list[float] = field(default_factory=list)
+    max_abs: float | None = None  # max |difference| of the probabilities (or predictions)
+    error: str | None = None
 
 
 @dataclass

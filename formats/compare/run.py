@@ -85,7 +85,7 @@ def compare(
         bundle=opened.location, data=str(data) if not isinstance(data, pd.DataFrame) else "DataFrame",
         model=f"{m.name} v{m.version}: {m.model_type}", task=m.task, data_rows=len(frame),
         options=options, engines=engines, portability=cells, requirements=reqs, security=checks,
-        recommendation=rec, findings=recommend.findings(engines, cells), host=_host(),
+        recommendation=rec, findings=recommend.findings(engines, cells, spark), host=_host(),
         seconds=time.perf_counter() - start,
         created=datetime.now(UTC).isoformat(timespec="seconds"), spark=spark,
     )  # fmt: skip

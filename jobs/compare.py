@@ -1,0 +1,246 @@
+"""The format comparison report with its Spark half: ``formats compare`` plus every format on Spark.
+
+    spark-submit --properties-file conf/spark/compare.conf jobs/compare.py \\
+        --bundle B --input PARQUET --out DIR [--rows N] [--conf conf/local.toml] [--set k=v]
+    python -m jobs.compare --bundle B --input PARQUET --out DIR [--rows N] ...
+
+Checks the bundle and the input's columns before Spark starts (one line, exit 2), scores the
+same Parquet on the same cores with each format (:mod:`jobs._compare_engines`: pickle and
+pypmml in pandas UDFs, PMML in a Java UDF inside the executors' JVM, the ONNX scoring job),
+times them and compares their outputs with the original (:mod:`jobs._compare_spark`), stops
+Spark, then runs the in-process comparison (:func:`formats.compare.compare`) with those
+results and writes report.md/html/json with the writer ``formats compare`` uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from formats.errors import InputError, ModelportError, UsageError
+
+if TYPE_CHECKING:
+    from formats.compare.results import CompareOptions, SparkResult
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, through the one error path
+        raise UsageError(f"{message} (see --help)")
+
+
+def _ints(value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v.replace("_", "")) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(
+            f"--batch-sizes {value!r} is not a list of integers like 1,100,10000"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise UsageError("--batch-sizes must be positive integers")
+    return sizes
+
+
+def _parser() -> argparse.ArgumentParser:
+    from jobs._compare_engines import ENGINES
+
+    p = _Parser(prog="jobs/compare.py", description=__doc__.split("\n")[0])
+    p.add_argument("--bundle", required=True, help="the bundle directory")
+    p.add_argument(
+        "--input", required=True, help="Parquet file or directory with the model's columns"
+    )
+    p.add_argument("--out", default="out/compare", help="where report.md/html/json go")
+    p.add_argument("--rows", type=int, help="score the first N rows on Spark (default: all)")
+    p.add_argument("--conf", help="job settings (TOML) of the ONNX job and the session")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting (repeatable), as for jobs/score.py")  # fmt: skip
+    spark = p.add_argument_group("Spark")
+    spark.add_argument("--engines", default=",".join(ENGINES),
+                       help=f"Spark engines to run, of {','.join(ENGINES)}")  # fmt: skip
+    spark.add_argument(
+        "--spark-repeats", type=int, default=3, help="timed runs per engine (median)"
+    )
+    spark.add_argument(
+        "--spark-budget",
+        type=float,
+        default=12.0,
+        help="no further timed run once an engine's runs took this many seconds",
+    )
+    spark.add_argument("--keep-outputs", action="store_true", help="keep the engines' Parquet")
+    local = p.add_argument_group("in-process (as python -m formats compare)")
+    local.add_argument("--target", choices=["any", "python", "jvm"], default="any")
+    local.add_argument("--workload", choices=["batch", "single-row"], default="batch")
+    local.add_argument("--batch-sizes", default="1,100,10000,100000")
+    local.add_argument("--repeats", type=int, default=3, help="fresh processes per cold load")
+    local.add_argument("--latency-rows", type=int, default=200)
+    local.add_argument("--parity-rows", type=int, default=10_000)
+    local.add_argument("--min-seconds", type=float, default=0.5)
+    local.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    local.add_argument("--formats", help="in-process: only these formats (comma-separated)")
+    local.add_argument("--old-sklearn", default="1.6.1")
+    local.add_argument("--no-old-sklearn", action="store_true")
+    local.add_argument("--no-node", action="store_true")
+    local.add_argument("--cache", default=".cache/compare")
+    local.add_argument("--json", dest="json_path", help="also write the report JSON here")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from jobs.score import spark_error
+
+    try:
+        return _run(list(sys.argv[1:] if argv is None else argv))
+    except ModelportError as exc:
+        return _fail(exc)
+    except Exception as exc:
+        translated = spark_error(exc)
+        if translated is None:
+            raise  # a bug of ours: its traceback is the report
+        return _fail(translated)
+
+
+def _fail(exc: ModelportError) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return exc.exit_code
+
+
+def _options(args: argparse.Namespace) -> CompareOptions:
+    from formats.compare import CompareOptions
+
+    for name in ("spark_repeats", "repeats", "latency_rows", "parity_rows"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.rows is not None and args.rows < 1:
+        raise UsageError("--rows must be at least 1")
+    return CompareOptions(
+        batch_sizes=_ints(args.batch_sizes), repeats=args.repeats, latency_rows=args.latency_rows,
+        parity_rows=args.parity_rows, min_seconds=args.min_seconds, threads=args.threads,
+        target=args.target, workload=args.workload, node=not args.no_node, cache_dir=args.cache,
+        formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()) if args.formats else None,
+        old_sklearn=None if args.no_old_sklearn else args.old_sklearn,
+    )  # fmt: skip
+
+
+def check_columns(location: str, bundle: Any) -> None:
+    """The input has the model's columns with usable types, read off its first rows."""
+    import pyarrow.dataset as ds
+
+    from formats.schema import conform
+    from jobs.score import check_input
+
+    check_input(location)
+    try:
+        head = ds.dataset(location, format="parquet").head(5).to_pandas()
+    except Exception as exc:  # pyarrow's ArrowInvalid and friends: not a readable dataset
+        raise InputError(
+            f"cannot read {location!r} as Parquet: {' '.join(str(exc).split())[:200]}"
+        ) from None
+    conform(head, bundle.manifest.inputs)  # a missing column, a string for a number: one line
+
+
+def _run(argv: list[str]) -> int:
+    from formats.bundle import Bundle
+    from jobs._compare_engines import ENGINES
+
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown or not engines:
+        raise UsageError(f"unknown Spark engine(s) {unknown}; use some of {', '.join(ENGINES)}")
+    options = _options(args)
+    from jobs._settings import load_settings
+
+    settings = load_settings(args.conf, ["spark.app_name=modelport-compare", *args.set])
+    bundle = Bundle.open(args.bundle)  # before Spark starts: a bad bundle fails fast
+    check_columns(args.input, bundle)
+    started = time.perf_counter()
+
+    def say(message: str) -> None:
+        print(f"compare [{time.perf_counter() - started:4.0f} s] {message}", file=sys.stderr)
+
+    out = Path(args.out)
+    work = out / "spark"
+    try:
+        spark = _spark_half(args, settings, bundle, engines, work, say)
+    finally:
+        if not args.keep_outputs:
+            shutil.rmtree(work, ignore_errors=True)
+    _report(args, options, spark, out, say)
+    return 0
+
+
+def _spark_half(args: argparse.Namespace, settings: Any, bundle: Any, engines: list[str],
+                work: Path, say: Callable[[str], None]) -> list[SparkResult]:  # fmt: skip
+    from jobs._compare_engines import Target
+    from jobs._compare_spark import measure, prepare
+    from jobs._preflight import preflight
+    from jobs._session import build_session
+
+    m = bundle.manifest
+    target = Target(bundle.location, m.task, tuple(m.classes) if m.classes is not None else None,
+                    tuple(m.inputs), m.has_proba, settings.output.id_column)  # fmt: skip
+    preflight(settings)  # Java and the master, before a JVM starts
+    say("spark: starting the session")
+    built = build_session(settings)
+    try:
+        prepared = prepare(built.spark, args.input, target.id_column, work, args.rows)
+        say(f"spark: {prepared.rows:,} rows on {prepared.master or 'spark'}, "
+            f"{prepared.cores} cores")  # fmt: skip
+        return measure(built.spark, target, prepared, settings, work, engines=engines,
+                       repeats=args.spark_repeats, budget_s=args.spark_budget, say=say)  # fmt: skip
+    finally:
+        if built.created:  # the in-process half measures memory and speed: no JVM beside it
+            built.spark.stop()
+
+
+def _report(args: argparse.Namespace, options: CompareOptions, spark: list[SparkResult],
+            out: Path, say: Callable[[str], None]) -> None:  # fmt: skip
+    from formats.cli.compare import _summary
+    from formats.compare import compare, write_reports
+    from formats.compare.report import to_json
+    from formats.render import console
+
+    report = compare(args.bundle, args.input, options, spark=spark, progress=say)
+    written = write_reports(report, out)
+    if args.json_path:
+        Path(args.json_path).write_text(to_json(report))
+    screen = console()
+    screen.print(_summary(report))
+    screen.print(_spark_table(spark))
+    for reason in report.recommendation.reasons:
+        screen.print(f"  - {reason}", markup=False)
+    screen.print(f"wrote {', '.join(str(p) for p in written.values())}", markup=False)
+
+
+def _spark_table(results: list[SparkResult]) -> Any:
+    from rich.table import Table
+
+    from formats.cli._render import escape
+
+    table = Table(title="On Spark", title_justify="left", show_edge=False)
+    for column in ("format/engine", "rows/s per core", "median s", "agreement", "max |diff|"):
+        table.add_column(column)
+    for r in results:
+        if r.rows_per_s_per_core is None:
+            table.add_row(
+                f"{r.fmt}/{r.engine}", f"[yellow]{escape(r.error or '')}[/yellow]", "", "", ""
+            )
+            continue
+        agreement = "—" if r.agreement is None else f"{r.agreement:.2%}"
+        worst = "—" if r.max_abs is None else f"{r.max_abs:.2g}"
+        table.add_row(f"{r.fmt}/{r.engine}", f"{r.rows_per_s_per_core:,.0f}", f"{r.seconds or 0:.2f}",
+                      agreement, worst)  # fmt: skip
+    return table
+
+
+if __name__ == "__main__":
+    sys.exit(main())
