@@ -48,28 +48,10 @@ def tree_cpu_seconds(root: int | None = None) -> float:
     cores by itself, outside the taskset mask (measured here: a process pinned to core 0 got a
     pool thread on core 1), so a peer with ORT's default threads is not held to the cores it was
     given; and a shared machine's other load stretches wall time but not CPU time."""
+    from jobs import _procs
+
     root = root or os.getpid()
-    tick = os.sysconf("SC_CLK_TCK")
-    parent: dict[int, int] = {}
-    used: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # ended between listing and reading
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        parent[int(entry.name)] = int(fields[1])
-        used[int(entry.name)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    total = 0
-    for pid, ticks in used.items():
-        up = pid
-        while up and up != root:
-            up = parent.get(up, 0)
-        if up == root:
-            total += ticks
-    return total / tick
+    return sum(_procs.cpu_seconds(pid) for pid in (root, *_procs.descendants(root)))
 
 
 class WorkerMemory:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 __all__ = [
     "alive",
+    "cpu_seconds",
     "cmdline",
     "cwd",
     "descendants",
@@ -28,15 +29,28 @@ __all__ = [
 ]
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, parent pid) of ``pid``; None when it is gone."""
+def _fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name (state, ppid, ...); None when it is gone."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'
-    fields = text[text.rindex(")") + 2 :].split()
-    return fields[0], int(fields[1])
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of ``pid``; None when it is gone."""
+    fields = _fields(pid)
+    return None if fields is None else (fields[0], int(fields[1]))
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and of its children it has reaped; 0 when gone."""
+    fields = _fields(pid)
+    if fields is None:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime..cstime
 
 
 def alive(pid: int) -> bool:

@@ -290,13 +290,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = [_run_child(n, args) for n in cores]
     from jobs._bench_report import render_markdown
 
+    return _report(args, argv, "results", "runs", runs, render_markdown)
+
+
+def _report(
+    args: argparse.Namespace, argv: Sequence[str] | None, name: str, key: str, result: Any,
+    render: Any,
+) -> int:
+    """``<out>/<name>.json`` and ``.md`` (written whole or not at all), the Markdown printed."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "python -m jobs.bench " + " ".join(argv if argv is not None else sys.argv[1:])
-    report = {"command": command, "machine": _machine(), "runs": runs}
-    _atomic(out / "results.json", json.dumps(report, indent=2) + "\n")
-    text = render_markdown(report)
-    _atomic(out / "results.md", text)
+    report = {"command": command, "machine": _machine(), key: result}
+    _atomic(out / f"{name}.json", json.dumps(report, indent=2) + "\n")
+    text: str = render(report)
+    _atomic(out / f"{name}.md", text)
     print(text)
     return 0
 
@@ -313,15 +321,7 @@ def _cluster_report(args: argparse.Namespace, argv: Sequence[str] | None) -> int
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     from jobs._bench_report import render_cluster
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    command_line = "python -m jobs.bench " + " ".join(argv if argv is not None else sys.argv[1:])
-    report = {"command": command_line, "machine": _machine(), "cluster": result}
-    _atomic(out / "cluster.json", json.dumps(report, indent=2) + "\n")
-    text = render_cluster(report)
-    _atomic(out / "cluster.md", text)
-    print(text)
-    return 0
+    return _report(args, argv, "cluster", "cluster", result, render_cluster)
 
 
 def _machine() -> dict[str, Any]:

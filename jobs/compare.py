@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from formats.errors import InputError, ModelportError, UsageError
+from formats.errors import InputError, UsageError
 
 if TYPE_CHECKING:
     from formats.compare.results import CompareOptions, SparkResult
@@ -92,22 +92,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from jobs.score import spark_error
+    from jobs.score import guarded
 
-    try:
-        return _run(list(sys.argv[1:] if argv is None else argv))
-    except ModelportError as exc:
-        return _fail(exc)
-    except Exception as exc:
-        translated = spark_error(exc)
-        if translated is None:
-            raise  # a bug of ours: its traceback is the report
-        return _fail(translated)
-
-
-def _fail(exc: ModelportError) -> int:
-    print(f"error: {exc}", file=sys.stderr)
-    return exc.exit_code
+    return guarded(_run, argv)
 
 
 def _options(args: argparse.Namespace) -> CompareOptions:

@@ -20,7 +20,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -57,8 +57,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return guarded(_run, argv)
+
+
+def guarded(run: Callable[[list[str]], int], argv: Sequence[str] | None) -> int:
+    """``run(argv)`` as an entry point: our errors and the Spark errors :func:`spark_error`
+    knows become one line on stderr and their exit code (2 for bad input)."""
     try:
-        return _run(list(sys.argv[1:] if argv is None else argv))
+        return run(list(sys.argv[1:] if argv is None else argv))
     except ModelportError as exc:
         return _fail(exc)
     except Exception as exc:
