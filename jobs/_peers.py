@@ -46,14 +46,19 @@ def _proba_schema(ctx: Context) -> str:
 
 
 def job(ctx: Context) -> None:
-    """modelport's job transform (jobs._udf.score), as spark-submit jobs/score.py runs it."""
+    """modelport's job transform (jobs._udf.score) with the run summary's observations (rows
+    in and out, invalid rows by rule, providers, sessions), as spark-submit jobs/score.py
+    writes it; without that job's parity gate and summary file, fixed costs of a run."""
     from jobs._model import load_model
     from jobs._settings import load_settings
-    from jobs._udf import score
+    from jobs._udf import ScoreMetrics, score
 
-    settings = load_settings(None, [], {})
-    scored = score(ctx.spark.read.parquet(ctx.data), load_model(ctx.bundle), settings)
+    settings, metrics = load_settings(None, [], {}), ScoreMetrics()
+    scored = score(ctx.spark.read.parquet(ctx.data), load_model(ctx.bundle), settings, metrics)
     _write(scored, ctx)
+    got = metrics.result()
+    if got["rows_in"] != got["rows_scored"]:  # no row may be lost between the two observations
+        raise RuntimeError(f"the job read {got['rows_in']} rows and scored {got['rows_scored']}")
 
 
 def floor_arrow(ctx: Context) -> None:

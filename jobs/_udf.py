@@ -44,9 +44,11 @@ from jobs._model import (
     LoadedModel,
     ModelSpec,
     column,
+    input_alias,
     output_struct,
     passthrough_columns,
     plan_inputs,
+    tabular_value,
 )
 from jobs._settings import ExecutionSettings, Settings
 from jobs._tensor import OutputField
@@ -72,7 +74,6 @@ __all__ = ["Runtime", "ScoreMetrics", "cached_scorer", "pandas_scoring_udf", "pr
 PROVIDER = "_mp_provider"  # internal columns: which provider ran, which worker/session
 WORKER = "_mp_worker"
 REASON = "_mp_reason"  # why the row is invalid (jobs._validate), null when it is valid
-CHECK = "_mp_check"  # on_invalid = "fail": null, or the task fails (jobs._validate)
 
 
 @dataclass(frozen=True)
@@ -350,16 +351,17 @@ def score(
     extra = [rule]
     if on_invalid == "null":
         extra.append(reason_of(found).alias(REASON))
-    elif on_invalid == "fail" and found:  # the task receives it, so it is always evaluated
+    elif on_invalid == "fail" and found:  # the first input fails the task on an invalid row
         row_id = settings.output.id_column if settings.output.id_column in keep else None
-        extra.append(stop_on_invalid(found, row_id).alias(CHECK))
+        first = tabular_value(df.schema[spec.columns[0].name], spec.onnx_dtypes[0], per_row)
+        inputs[0] = stop_on_invalid(found, row_id, first).alias(input_alias(0))
     selected = with_rule(df, found).select(*inputs, *[column(c) for c in keep], *extra)
     if metrics is not None:
         counts = metrics.invalid_counts(found)
         selected = selected.observe(metrics.input, F.count(F.lit(1)).alias("rows"), *counts)
     if on_invalid == "quarantine":  # jobs._validate.quarantined() writes the others
         selected = selected.where(rule.isNull())
-    selected = selected.drop(RULE)  # the batch: inputs, pass-through, then REASON or CHECK
+    selected = selected.drop(RULE)  # the batch: inputs, pass-through[, REASON]
     error = [StructField(ERROR_COLUMN, StringType())] if on_invalid == "null" else []
     schema = StructType(
         [df.schema[c] for c in keep]

@@ -20,7 +20,7 @@ import formats
 from formats.schema import input_specs
 from formats.unknowns import with_unknown_tolerance
 from jobs._summary import SUMMARY_NAME
-from tests.conftest import FEATURES
+from tests.conftest import FEATURES, penguins
 from tests.invalid_data import (
     PLANTED,
     PROBA,
@@ -269,3 +269,57 @@ def test_all_numeric_pipeline_with_one_tensor_input(
     want = formats.load(bundle, "pickle").predict(good[cols])
     want.index = good["row_id"].to_numpy()
     assert_matches_pickle(by_id.reset_index(), want)
+
+
+# --- the rules at the edge of the ONNX input's type -----------------------------------------
+def test_out_of_range_is_where_a_float32_cast_overflows(
+    spark: Any, tmp_path: Path, penguins_bundle: Path
+) -> None:
+    """The JVM's test for a double that float32 cannot hold, against numpy's own cast, at the
+    boundary (Float.MAX_VALUE rounds from below up to halfway to 2^128)."""
+    from jobs._model import load_model
+    from jobs._validate import checks, first_rule
+
+    spec = load_model(penguins_bundle).spec
+    fmax = float(np.finfo(np.float32).max)
+    half = float.fromhex("0x1.ffffffp+127")  # halfway between fmax and 2^128
+    edge = [fmax, np.nextafter(fmax, np.inf), np.nextafter(half, 0.0), half, 1e39, 1e300]
+    values = [*edge, *(-v for v in edge), 0.0, 1e38, float("nan"), None, float("inf")]
+    base = planted_rows(60).pipe(lambda d: d[~d["row_id"].isin(list(INVALID))])
+    data = base.head(len(values)).assign(bill_length_mm=values)
+    df = spark.read.parquet(str(write_parquet(data, tmp_path / "edge")))
+    found = checks(df.schema, spec, per_row_cast=False)
+    got = [r[0] for r in df.select(first_rule(found)).collect()]
+    with np.errstate(over="ignore"):
+        want = [
+            None if v is None or np.isnan(v)
+            else "bill_length_mm: infinite" if np.isinf(v)
+            else "bill_length_mm: out of range" if np.isinf(np.float32(v))
+            else None
+            for v in values
+        ]  # fmt: skip
+    assert got == want
+    assert want.count("bill_length_mm: out of range") == 6  # both sides of the edge, both signs
+
+
+def test_an_integer_column_gets_only_the_rules_it_can_break(
+    spark: Any, penguins_bundle: Path
+) -> None:
+    """A bigint year (int64 input) can be null, nothing else; a double year can be anything."""
+    from jobs._model import load_model
+    from jobs._validate import checks
+
+    spec = load_model(penguins_bundle).spec
+
+    def year_rules(schema: Any) -> list[str]:
+        return [c.key for c in checks(schema, spec, per_row_cast=False) if c.key[:5] == "year:"]
+
+    ints = spark.createDataFrame(penguins(5, seed=1)[FEATURES])
+    assert dict(ints.dtypes)["year"] == "bigint"
+    assert year_rules(ints.schema) == ["year: null"]
+    floats = spark.createDataFrame(planted_rows(20)[FEATURES])
+    assert dict(floats.dtypes)["year"] == "double"
+    assert year_rules(floats.schema) == [
+        "year: null", "year: NaN", "year: infinite", "year: out of range",
+        "year: not a whole number",
+    ]
