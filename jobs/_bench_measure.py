@@ -121,6 +121,7 @@ def measure_in_process(data: str, bundle_dir: Path) -> dict[str, Any]:
             scorer.run(feed)
         runs.append(time.perf_counter() - start)
     ort_rate = rows / statistics.median(runs)
+    sklearn_rate = _sklearn_rate(bundle_dir, names, sample)
 
     out = tempfile.mkdtemp(prefix="bench-ceiling-")
     start = time.perf_counter()
@@ -139,9 +140,31 @@ def measure_in_process(data: str, bundle_dir: Path) -> dict[str, Any]:
     ceiling = total / (time.perf_counter() - start)
     return {
         "ort_rows_per_s": round(ort_rate, 1),
+        "sklearn_rows_per_s": round(sklearn_rate, 1),
         "ceiling_rows_per_s": round(ceiling, 1),
         "profile_ms_per_10k": _profile(scorer, names, sample),
     }
+
+
+def _sklearn_rate(bundle_dir: Path, names: list[str], sample: list[Any]) -> float:
+    """The pickle's own ``predict_proba`` (or ``predict``) rows/s on the same batches as
+    pandas frames made beforehand, as ORT's feeds are: what scikit-learn's compute costs, the
+    other half of the pickle UDF's time beside Spark's transfer."""
+    import pickle
+
+    from formats.bundle import Bundle
+
+    model = pickle.loads(Bundle.open(bundle_dir).read("model.pkl"))  # the bundle's own file
+    run = getattr(model, "predict_proba", None) or model.predict
+    frames = [b.select(names).to_pandas() for b in sample]
+    rows = sum(len(f) for f in frames)
+    runs = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for frame in frames:
+            run(frame)
+        runs.append(time.perf_counter() - start)
+    return rows / statistics.median(runs)
 
 
 def _profile(scorer: Any, names: list[str], sample: list[Any]) -> dict[str, float]:

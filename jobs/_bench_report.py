@@ -30,6 +30,8 @@ def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
     ort = float(local["ort_rows_per_s"])
     bound = _bound(_rate(peers, "floor_arrow", cores), ort)
     bound_output = _bound(_rate(peers, "floor_output", cores), ort)
+    sklearn = local.get("sklearn_rows_per_s")
+    pickle = _rate(peers, "pickle_pandas", cores)
 
     def over(name: str) -> float | None:
         other = _rate(peers, name, cores)
@@ -44,6 +46,11 @@ def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
         "job_vs_handwritten_onnx": over("handwritten_onnx"),
         "job_vs_predict_batch_udf": over("predict_batch_udf"),
         "job_vs_pickle_pandas": over("pickle_pandas"),
+        # what an ORT job adding nothing to Spark's transfer and write (bound_output) would
+        # reach against the pickle UDF: the most the job can be ahead of it on this model
+        "best_job_vs_pickle_pandas": round(bound_output / pickle, 2)
+        if bound_output and pickle else None,
+        "ort_vs_sklearn": round(ort / float(sklearn), 2) if sklearn else None,
         "job_vs_mlflow_pickle": over("mlflow_pickle"),
         "job_vs_pypmml": over("pypmml_pandas"),
         "job_vs_row_at_a_time": over("row_at_a_time"),
@@ -90,8 +97,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                 else:
                     cells.append(f"fails: {got['error']}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        for key in ("ort_rows_per_s", "ceiling_rows_per_s"):
-            cells = [_fmt(float(r["models"][model]["in_process"][key])) for r in runs]
+        for key in ("ort_rows_per_s", "sklearn_rows_per_s", "ceiling_rows_per_s"):
+            cells = [_fmt(r["models"][model]["in_process"].get(key)) for r in runs]
             lines.append(f"| {key.removesuffix('_rows_per_s')} (1 thread, no Spark) | "
                          + " | ".join(cells) + " |")  # fmt: skip
         lines += ["", "| ratio | " + " | ".join(f"{r['cores']} core(s)" for r in runs) + " |",

@@ -48,6 +48,13 @@ def test_ratios_follow_the_stated_formulas() -> None:
     assert got["bound_output_per_core"] == pytest.approx(1 / (1 / 300 + 1 / 400), rel=1e-3)
     assert got["job_vs_handwritten_onnx"] == pytest.approx(1.25)
     assert got["job_vs_pickle_pandas"] is None  # a failed peer has no ratio
+    assert got["best_job_vs_pickle_pandas"] is None and got["ort_vs_sklearn"] is None
+    one["models"]["rf"]["peers"]["pickle_pandas"] = {"rows_per_s": 60.0, "rows_per_cpu_s": 60.0}
+    one["models"]["rf"]["in_process"]["sklearn_rows_per_s"] = 200.0
+    got = ratios(one, "rf")
+    assert got["job_vs_pickle_pandas"] == pytest.approx(1.67, abs=0.01)
+    assert got["best_job_vs_pickle_pandas"] == pytest.approx(1 / (1 / 300 + 1 / 400) / 60, abs=0.01)
+    assert got["ort_vs_sklearn"] == pytest.approx(2.0)
     two = _run(2, job=90.0, floor=400.0, out=300.0, hand=80.0, ort=400.0)
     assert scaling([one, two], "rf") == pytest.approx(1.8)  # wall: 180 rows/s over 100
     text = render_markdown({"command": "x", "machine": {}, "runs": [one, two]})
