@@ -10,7 +10,8 @@ workers inherit the pinning), so per-core figures are per core. Each figure is t
 ``out/bench/results.json`` and ``out/bench/results.md``; nothing here asserts a time.
 
 Beside the Spark peers the child measures, in one process on one core: ``ort`` (ONNX Runtime's
-``run`` alone on the same 10k-row batches, feeds prepared beforehand), ``ceiling`` (pyarrow
+``run`` alone on the same 10k-row batches, feeds prepared beforehand), ``sklearn`` (the
+pickle's own predict_proba on the same batches as pandas frames), ``ceiling`` (pyarrow
 batches → ORT → Parquet writer, no Spark) and a profile of one batch (conversion, ORT, output,
 write). ``bound = 1 / (1/floor_arrow + 1/ort)`` is what a job that adds nothing to Spark's
 transfer and ORT's compute would reach; ``bound_output`` uses ``floor_output`` (the no-op that
