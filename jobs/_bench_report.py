@@ -31,7 +31,7 @@ def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
     bound = _bound(_rate(peers, "floor_arrow", cores), ort)
     bound_output = _bound(_rate(peers, "floor_output", cores), ort)
     sklearn = local.get("sklearn_rows_per_s")
-    pickle = _rate(peers, "pickle_pandas", cores)
+    pickle_rate = _rate(peers, "pickle_pandas", cores)
 
     def over(name: str) -> float | None:
         other = _rate(peers, name, cores)
@@ -48,8 +48,8 @@ def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
         "job_vs_pickle_pandas": over("pickle_pandas"),
         # what an ORT job adding nothing to Spark's transfer and write (bound_output) would
         # reach against the pickle UDF: the most the job can be ahead of it on this model
-        "best_job_vs_pickle_pandas": round(bound_output / pickle, 2)
-        if bound_output and pickle else None,
+        "best_job_vs_pickle_pandas": round(bound_output / pickle_rate, 2)
+        if bound_output and pickle_rate else None,
         "ort_vs_sklearn": round(ort / float(sklearn), 2) if sklearn else None,
         "job_vs_mlflow_pickle": over("mlflow_pickle"),
         "job_vs_pypmml": over("pypmml_pandas"),
