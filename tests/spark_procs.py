@@ -55,13 +55,21 @@ def write_job(port: int, min_tasks: int) -> tuple[str, dict[str, Any]] | None:
 
 
 def executors(app_id: str) -> list[int]:
-    """The executor JVMs of ``app_id`` (their command line names it: ``--app-id``)."""
-    out = []
-    for pid in _procs.pids():
-        cmd = _procs.cmdline(pid)
-        if EXECUTOR in cmd and app_id in cmd:
-            out.append(pid)
-    return out
+    """The executor JVMs of ``app_id`` (their command line names it: ``--app-id``).
+
+    A process the JVM forks (the Python daemon, a shell for an archive's untar) carries the
+    JVM's command line until it execs: a CI run once counted three executors of two that way.
+    Only a match whose parent is not itself a match is an executor."""
+    found = {pid for pid in _procs.pids()
+             if {EXECUTOR, app_id} <= set(_procs.cmdline(pid))}  # fmt: skip
+    return sorted(pid for pid in found if _parent_or_none(pid) not in found)
+
+
+def _parent_or_none(pid: int) -> int | None:
+    try:
+        return parent(pid)
+    except OSError:  # gone since it was listed
+        return None
 
 
 def python_workers(executor: int) -> list[int]:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,13 +204,18 @@ def test_python_worker_killed_mid_job(
     app, _job = run.part_way()
     backend = executors(app)
     assert len(backend) == 2, backend
-    # every executor's workers: a reused worker may sit idle between tasks, and killing only
-    # idle ones would hit no task at all
-    def on_both() -> list[int] | None:
+    # every executor's workers, at a moment when one of them is using CPU: a reused worker
+    # sits idle between tasks, and a kill of idle ones only (a CI run once) hits no task
+    def on_both_one_busy() -> list[int] | None:
         found = [p for e in backend for p in python_workers(e)]
-        return found if len({parent(p) for p in found}) == 2 else None  # one daemon each
+        if len({parent(p) for p in found}) != 2:  # one daemon each
+            return None
+        before = {p: _procs.cpu_seconds(p) for p in found}
+        time.sleep(0.3)
+        busy = [p for p in found if _procs.alive(p) and _procs.cpu_seconds(p) - before[p] > 0.05]
+        return found if busy else None
 
-    workers = wait_for("a Python worker on each executor", on_both, 60)
+    workers = wait_for("a Python worker on each executor, one running a task", on_both_one_busy, 60)
     # the executors run the archive's python, not this venv's
     assert all(_procs.cmdline(p)[0] == "./environment/bin/python" for p in workers)
     for pid in workers:
