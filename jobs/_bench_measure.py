@@ -142,7 +142,7 @@ def measure_in_process(data: str, bundle_dir: Path) -> dict[str, Any]:
         "ort_rows_per_s": round(ort_rate, 1),
         "sklearn_rows_per_s": round(sklearn_rate, 1),
         "ceiling_rows_per_s": round(ceiling, 1),
-        "profile_ms_per_10k": _profile(scorer, names, sample),
+        "profile_ms_per_10k": _profile(bundle_dir, sample),
     }
 
 
@@ -167,33 +167,71 @@ def _sklearn_rate(bundle_dir: Path, names: list[str], sample: list[Any]) -> floa
     return rows / statistics.median(runs)
 
 
-def _profile(scorer: Any, names: list[str], sample: list[Any]) -> dict[str, float]:
-    """Where one 10k-row batch's Python time goes, median over the sample batches (ms)."""
+def _profile(bundle_dir: Path, sample: list[Any]) -> dict[str, float]:
+    """Where one 10k-row batch's time goes in the job's Python worker, median over the sample
+    batches (ms): the steps of ``jobs._udf._ArrowTask`` on a batch as the JVM sends it (the
+    model's columns already in the ONNX dtypes), between pyspark's Arrow IPC read of the input
+    and write of the output; then the output's Parquet encoding (pyarrow here: Spark's writer
+    runs in the JVM)."""
     import io
 
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from pyspark.sql.pandas.types import to_arrow_schema, to_arrow_type
+    from pyspark.sql.types import StructType
 
-    steps: dict[str, list[float]] = {"arrow_to_numpy": [], "feed": [], "ort": [],
-                                     "to_canonical": [], "to_arrow": [], "parquet_write": []}  # fmt: skip
-    for batch in sample:
-        t0 = time.perf_counter()
-        columns = {n: batch.column(n).to_numpy(zero_copy_only=False) for n in names}
-        t1 = time.perf_counter()
-        feed = scorer.feed(columns)
-        t2 = time.perf_counter()
+    from jobs import _udf
+    from jobs._model import load_model, output_struct, spark_type
+
+    model = load_model(bundle_dir)
+    spec = model.spec
+    out_schema = to_arrow_schema(StructType(output_struct(spec)))  # as the job's _ArrowTask
+    scorer = _udf.cached_scorer(spec, lambda: model.onnx, _udf.Runtime(intra_op_threads=1))
+    # the Arrow types the JVM's cast to spark_type(dtype) sends (strings as they are)
+    types = [to_arrow_type(spark_type(d)) for d in spec.onnx_dtypes]
+
+    def as_sent(batch: Any) -> bytes:  # what the JVM writes to the worker's socket
+        arrays = [batch.column(c.name).cast(t) for c, t in zip(spec.columns, types, strict=True)]
+        sent = pa.RecordBatch.from_arrays([*arrays, batch.column("row_id")],
+                                          names=[*spec.input_names, "row_id"])  # fmt: skip
+        return _ipc(sent)
+
+    names = ["ipc_read", "arrow_to_numpy", "feed", "ort", "to_canonical", "to_arrow",
+             "ipc_write", "parquet_write"]  # fmt: skip
+    steps: dict[str, list[float]] = {k: [] for k in names}
+    for raw in [as_sent(b) for b in sample]:
+        t = [time.perf_counter()]
+        batch = pa.ipc.open_stream(raw).read_next_batch()
+        t.append(time.perf_counter())
+        cols = {n: _udf._column_values(batch.column(i)) for i, n in enumerate(spec.input_names)}
+        t.append(time.perf_counter())
+        feed = scorer.feed(cols)
+        t.append(time.perf_counter())
         outputs = scorer.run(feed)
-        t3 = time.perf_counter()
-        frame = scorer.canonical(outputs)
-        t4 = time.perf_counter()
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        t5 = time.perf_counter()
-        pq.write_table(table, io.BytesIO())
-        t6 = time.perf_counter()
-        for key, took in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5),
-                             strict=True):  # fmt: skip
-            steps[key].append(took * 1000 * 10_000 / batch.num_rows)
+        t.append(time.perf_counter())
+        values = scorer.canonical_columns(outputs)
+        t.append(time.perf_counter())
+        arrays = [batch.column("row_id")] + [
+            _udf._arrow_array(values[f.name], out_schema.field(f.name).type) for f in spec.outputs
+        ]
+        out = pa.RecordBatch.from_arrays(arrays, names=["row_id", *out_schema.names])
+        t.append(time.perf_counter())
+        _ipc(out)
+        t.append(time.perf_counter())
+        pq.write_table(pa.Table.from_batches([out]), io.BytesIO())
+        t.append(time.perf_counter())
+        for key, a, b in zip(names, t[:-1], t[1:], strict=True):
+            steps[key].append((b - a) * 1000 * 10_000 / batch.num_rows)
     return {k: round(statistics.median(v), 3) for k, v in steps.items()}
+
+
+def _ipc(batch: Any) -> bytes:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return bytes(sink.getvalue())
 
 
 if __name__ == "__main__":  # python -m jobs._bench_measure DATA BUNDLE

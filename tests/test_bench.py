@@ -86,6 +86,11 @@ def test_bench_end_to_end_counts_every_row(tmp_path: Path) -> None:
         assert got["rows"] == 3000, (name, got)  # the runner fails a peer that wrote other rows
         assert got["cpu_seconds"] > 0 and got["rows_per_cpu_s"] > 0, (name, got)
     assert "job_vs_bound_output" in (tmp_path / "out" / "results.md").read_text()
+    # the profile ran the job's own per-batch steps (an exception in any would fail the run)
+    profile = report["runs"][0]["models"]["logreg"]["in_process"]["profile_ms_per_10k"]
+    assert list(profile) == ["ipc_read", "arrow_to_numpy", "feed", "ort", "to_canonical",
+                             "to_arrow", "ipc_write", "parquet_write"]  # fmt: skip
+    assert all(v > 0 for v in profile.values()), profile
 
 
 def test_bench_cluster_scaling_runs_on_a_standalone_cluster(tmp_path: Path) -> None:
