@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ratios", "render_cluster", "render_markdown", "scaling"]
+__all__ = ["marginal", "ratios", "render_cluster", "render_markdown", "scaling"]
 
 
 def _rate(peers: dict[str, Any], name: str, cores: int) -> float | None:
@@ -55,6 +55,35 @@ def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
         "job_vs_pypmml": over("pypmml_pandas"),
         "job_vs_row_at_a_time": over("row_at_a_time"),
     }
+
+
+def marginal(run: dict[str, Any], model: str) -> dict[str, float | None]:
+    """Costs per row and per run from the two sizes (``name`` and ``name@big``): a peer's
+    rows per CPU-second past its fixed cost, the CPU-seconds that fixed cost takes, and the
+    target ratios on the per-row rates. Empty when the run had no second size."""
+    peers, local = run["models"][model]["peers"], run["models"][model]["in_process"]
+    out: dict[str, float | None] = {}
+    per_row: dict[str, float] = {}
+    for name in list(peers):
+        small, big = peers.get(name.removesuffix("@big"), {}), peers[name]
+        if not name.endswith("@big") or "cpu_seconds" not in small or "cpu_seconds" not in big:
+            continue
+        base = name.removesuffix("@big")
+        cost = (big["cpu_seconds"] - small["cpu_seconds"]) / (big["rows"] - small["rows"])
+        if cost <= 0:  # noise larger than the rows' cost: no figure rather than a wrong one
+            continue
+        per_row[base] = cost
+        out[f"{base}_marginal_per_core"] = round(1 / cost, 1)
+        out[f"{base}_fixed_cpu_s"] = round(small["cpu_seconds"] - cost * small["rows"], 3)
+    job, ort = per_row.get("job"), float(local["ort_rows_per_s"])
+    for peer in ("handwritten_onnx", "pickle_pandas"):
+        if job and peer in per_row:
+            out[f"job_vs_{peer}_marginal"] = round(per_row[peer] / job, 2)
+    for floor in ("floor_arrow", "floor_output"):
+        if job and floor in per_row:
+            name = "bound" if floor == "floor_arrow" else "bound_output"
+            out[f"job_vs_{name}_marginal"] = round((per_row[floor] + 1 / ort) / job, 2)
+    return out
 
 
 def scaling(runs: list[dict[str, Any]], model: str, peer: str = "job") -> float | None:
@@ -111,6 +140,12 @@ def render_markdown(report: dict[str, Any]) -> str:
             if grown is not None:
                 lines.append(f"| {peer} scaling {runs[0]['cores']} → {runs[-1]['cores']} cores "
                              f"(wall) | {grown:.2f}x |")  # fmt: skip
+        apart = marginal(runs[0], model)
+        if apart:
+            lines += ["", f"Per row and per run ({runs[0]['cores']} core(s), from the two sizes: "
+                      "rows per CPU-second past the fixed cost; the fixed cost in CPU-seconds):",
+                      "", "| figure | value |", "|---|---|"]  # fmt: skip
+            lines += [f"| {k} | {_fmt(v)} |" for k, v in apart.items()]
         profile = runs[0]["models"][model]["in_process"]["profile_ms_per_10k"]
         lines += ["", "One 10k-row batch through the job's worker steps, in one process, ms "
                   "(parquet_write is pyarrow's; Spark's writer runs in the JVM): " + ", ".join(

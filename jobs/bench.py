@@ -44,6 +44,11 @@ __all__ = ["main"]
 SLOW = {"row_at_a_time": 20_000, "pypmml_pandas": 200_000}
 # With more than one core only these run: the job's scaling and the peers it is measured by.
 SCALING = ("job", "floor_arrow", "floor_output", "handwritten_onnx")
+# With --marginal-rows, these also run on that many rows (1 core, the same rounds): the two
+# sizes split a peer's CPU into a cost per row and a cost per run (planning, the write's
+# commit, the session), which 1M rows alone blend.
+MARGINAL = ("job", "floor_arrow", "floor_output", "handwritten_onnx", "pickle_pandas")
+BIG = "@big"  # the suffix of a peer's run on the --marginal-rows data
 
 
 def _memory_check(args: argparse.Namespace) -> int:
@@ -148,7 +153,10 @@ def _child(args: argparse.Namespace) -> int:
     work = Path(args.workdir)
     data = work / f"data-{args.rows}"
     slow_data = {rows: work / f"data-{rows}" for rows in SLOW.values() if rows < args.rows}
-    for path, rows in ((data, args.rows), *((p, r) for r, p in slow_data.items())):
+    big = args.marginal_rows if args.cores == 1 and args.marginal_rows > args.rows else 0
+    big_data = work / f"data-{big}"
+    sizes = [(data, args.rows), *((p, r) for r, p in slow_data.items())]
+    for path, rows in sizes + ([(big_data, big)] if big else []):
         if not path.exists():
             generate(rows, path)
     spark = spark_session(args.cores, args.memory)
@@ -163,7 +171,11 @@ def _child(args: argparse.Namespace) -> int:
             rows = min(SLOW.get(name, args.rows), args.rows)
             where = str(slow_data.get(rows, data))
             plan[name] = (Context(**{**ctx.__dict__, "data": where}), rows)
-        peers = _rounds(PEERS, plan, args.repeats, f"{args.cores} core(s) {model}")
+        runners = dict(PEERS)
+        for name in [n for n in MARGINAL if n in plan and big]:
+            plan[name + BIG] = (Context(**{**ctx.__dict__, "data": str(big_data)}), big)
+            runners[name + BIG] = PEERS[name]
+        peers = _rounds(runners, plan, args.repeats, f"{args.cores} core(s) {model}")
         results["models"][model] = {
             "peers": peers,
             "in_process": measure_in_process(str(data), bundle_dir),
@@ -237,6 +249,7 @@ def _run_child(cores: int, args: argparse.Namespace) -> dict[str, Any]:
         "--cores", str(cores), "--rows", str(args.rows), "--repeats", str(args.repeats),
         "--models", ",".join(args.models), "--peers", ",".join(args.peers),
         "--workdir", args.workdir, "--memory", args.memory,
+        "--marginal-rows", str(args.marginal_rows),
     ]  # fmt: skip
     print("$ " + " ".join(command), file=sys.stderr)
     proc = subprocess.run(command, stdout=subprocess.PIPE, text=True)
@@ -258,6 +271,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--memory", default="2g", help="spark.driver.memory (local mode)")
     parser.add_argument("--workdir", default="out/bench/work")
     parser.add_argument("--out", default="out/bench")
+    parser.add_argument(
+        "--marginal-rows", type=int, default=0,
+        help="on 1 core, also run the key peers on this many rows (more than --rows): their "
+        "cost per row and per run apart",
+    )  # fmt: skip
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--cluster", action="store_true",

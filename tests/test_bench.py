@@ -8,13 +8,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from jobs._bench_measure import tree_cpu_seconds
-from jobs._bench_report import ratios, render_markdown, scaling
+from jobs._bench_report import marginal, ratios, render_markdown, scaling
 from jobs._udf import _column_values
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ def test_tree_cpu_counts_a_child_process() -> None:
     assert tree_cpu_seconds() - before >= 0.5
 
 
-def _run(cores: int, job: float, floor: float, out: float, hand: float, ort: float) -> dict:
+def _run(cores: int, job: float, floor: float, out: float, hand: float, ort: float) -> dict[str, Any]:
     peers = {
         "job": {"rows_per_s": job * cores, "rows_per_cpu_s": job},
         "floor_arrow": {"rows_per_s": floor * cores, "rows_per_cpu_s": floor},
@@ -61,6 +62,29 @@ def test_ratios_follow_the_stated_formulas() -> None:
     assert "fails: RuntimeError: boom" in text and "job scaling 1 → 2 cores (wall) | 1.80x" in text
 
 
+def test_marginal_costs_split_per_row_from_per_run() -> None:
+    one = _run(1, job=100.0, floor=400.0, out=300.0, hand=80.0, ort=1e6)
+    peers = one["models"]["rf"]["peers"]
+    # CPU = fixed + rows x per-row: job 0.5 s + 2 us, floor_output 0.2 s + 1 us, pickle 0.1 s + 4 us
+    for name, fixed, per_row in (("job", 0.5, 2e-6), ("floor_output", 0.2, 1e-6),
+                                 ("pickle_pandas", 0.1, 4e-6)):  # fmt: skip
+        for suffix, rows in (("", 1_000_000), ("@big", 3_000_000)):
+            peers[name + suffix] = {"rows": rows, "cpu_seconds": fixed + rows * per_row,
+                                    "rows_per_s": 1.0}  # fmt: skip
+    got = marginal(one, "rf")
+    assert got["job_marginal_per_core"] == pytest.approx(500_000)
+    assert got["job_fixed_cpu_s"] == pytest.approx(0.5)
+    assert got["pickle_pandas_fixed_cpu_s"] == pytest.approx(0.1)
+    assert got["job_vs_pickle_pandas_marginal"] == pytest.approx(2.0)
+    # the bound per row: floor_output's 1 us + ORT's 1 us, against the job's 2 us
+    assert got["job_vs_bound_output_marginal"] == pytest.approx(1.0)
+    assert "job_vs_handwritten_onnx_marginal" not in got  # no second size for it
+    assert "| job_vs_pickle_pandas_marginal | 2.00 |" in render_markdown(
+        {"command": "x", "machine": {}, "runs": [one]}
+    )
+    assert marginal(_run(1, job=1.0, floor=1.0, out=1.0, hand=1.0, ort=1.0), "rf") == {}
+
+
 def test_string_columns_reach_the_model_as_without_dictionary_encoding() -> None:
     strings = pa.array(["Biscoe", None, "Dream", "Biscoe", "Torgersen"])
     got = _column_values(strings)
@@ -74,16 +98,18 @@ def test_bench_end_to_end_counts_every_row(tmp_path: Path) -> None:
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
     command = [
         sys.executable, "-m", "jobs.bench", "--rows", "3000", "--cores", "1", "--models", "logreg",
-        "--peers", "job,floor_arrow,floor_output", "--repeats", "1",
+        "--peers", "job,floor_arrow,floor_output", "--repeats", "1", "--marginal-rows", "6000",
         "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
     ]  # fmt: skip
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "results.json").read_text())
     peers = report["runs"][0]["models"]["logreg"]["peers"]
-    assert set(peers) == {"job", "floor_arrow", "floor_output"}
+    small = {"job", "floor_arrow", "floor_output"}
+    assert set(peers) == small | {f"{n}@big" for n in small}
     for name, got in peers.items():
-        assert got["rows"] == 3000, (name, got)  # the runner fails a peer that wrote other rows
+        # the runner fails a peer that wrote other rows than its input has
+        assert got["rows"] == (6000 if name.endswith("@big") else 3000), (name, got)
         assert got["cpu_seconds"] > 0 and got["rows_per_cpu_s"] > 0, (name, got)
     assert "job_vs_bound_output" in (tmp_path / "out" / "results.md").read_text()
     # the profile ran the job's own per-batch steps (an exception in any would fail the run)
