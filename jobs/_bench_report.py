@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["marginal", "ratios", "render_cluster", "render_markdown", "scaling"]
+__all__ = ["BIG", "marginal", "ratios", "render_cluster", "render_markdown", "scaling"]
+
+BIG = "@big"  # the suffix of a peer's run on the --marginal-rows data
 
 
 def _rate(peers: dict[str, Any], name: str, cores: int) -> float | None:
@@ -57,32 +59,33 @@ def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
     }
 
 
-def marginal(run: dict[str, Any], model: str) -> dict[str, float | None]:
+def marginal(run: dict[str, Any], model: str) -> dict[str, float]:
     """Costs per row and per run from the two sizes (``name`` and ``name@big``): a peer's
     rows per CPU-second past its fixed cost, the CPU-seconds that fixed cost takes, and the
     target ratios on the per-row rates. Empty when the run had no second size."""
     peers, local = run["models"][model]["peers"], run["models"][model]["in_process"]
-    out: dict[str, float | None] = {}
+    out: dict[str, float] = {}
     per_row: dict[str, float] = {}
-    for name in list(peers):
-        small, big = peers.get(name.removesuffix("@big"), {}), peers[name]
-        if not name.endswith("@big") or "cpu_seconds" not in small or "cpu_seconds" not in big:
+    for name, big in peers.items():
+        small = peers.get(name.removesuffix(BIG), {})
+        if not name.endswith(BIG) or "cpu_seconds" not in small or "cpu_seconds" not in big:
             continue
-        base = name.removesuffix("@big")
         cost = (big["cpu_seconds"] - small["cpu_seconds"]) / (big["rows"] - small["rows"])
         if cost <= 0:  # noise larger than the rows' cost: no figure rather than a wrong one
             continue
+        base = name.removesuffix(BIG)
         per_row[base] = cost
         out[f"{base}_marginal_per_core"] = round(1 / cost, 1)
         out[f"{base}_fixed_cpu_s"] = round(small["cpu_seconds"] - cost * small["rows"], 3)
     job, ort = per_row.get("job"), float(local["ort_rows_per_s"])
+    if job is None:
+        return out
     for peer in ("handwritten_onnx", "pickle_pandas"):
-        if job and peer in per_row:
+        if peer in per_row:
             out[f"job_vs_{peer}_marginal"] = round(per_row[peer] / job, 2)
-    for floor in ("floor_arrow", "floor_output"):
-        if job and floor in per_row:
-            name = "bound" if floor == "floor_arrow" else "bound_output"
-            out[f"job_vs_{name}_marginal"] = round((per_row[floor] + 1 / ort) / job, 2)
+    for floor, bound in (("floor_arrow", "bound"), ("floor_output", "bound_output")):
+        if floor in per_row:
+            out[f"job_vs_{bound}_marginal"] = round((per_row[floor] + 1 / ort) / job, 2)
     return out
 
 

@@ -53,6 +53,12 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime..cstime
 
 
+def parent(pid: int) -> int | None:
+    """The parent's pid; None when ``pid`` is gone."""
+    stat = _stat(pid)
+    return None if stat is None else stat[1]
+
+
 def alive(pid: int) -> bool:
     """True while ``pid`` runs; a zombie (exited, not yet reaped) counts as gone."""
     stat = _stat(pid)

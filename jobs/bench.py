@@ -48,7 +48,6 @@ SCALING = ("job", "floor_arrow", "floor_output", "handwritten_onnx")
 # sizes split a peer's CPU into a cost per row and a cost per run (planning, the write's
 # commit, the session), which 1M rows alone blend.
 MARGINAL = ("job", "floor_arrow", "floor_output", "handwritten_onnx", "pickle_pandas")
-BIG = "@big"  # the suffix of a peer's run on the --marginal-rows data
 
 
 def _memory_check(args: argparse.Namespace) -> int:
@@ -147,16 +146,18 @@ def _context(spark: Any, work: Path, data: Path, model: str) -> Any:
 def _child(args: argparse.Namespace) -> int:
     """One core count: every model, every peer; JSON on stdout's last line."""
     from jobs._bench_measure import measure_in_process, spark_session
+    from jobs._bench_report import BIG
     from jobs._peers import PEERS, Context
     from jobs.datagen import generate
 
     work = Path(args.workdir)
     data = work / f"data-{args.rows}"
     slow_data = {rows: work / f"data-{rows}" for rows in SLOW.values() if rows < args.rows}
-    big = args.marginal_rows if args.cores == 1 and args.marginal_rows > args.rows else 0
-    big_data = work / f"data-{big}"
-    sizes = [(data, args.rows), *((p, r) for r, p in slow_data.items())]
-    for path, rows in sizes + ([(big_data, big)] if big else []):
+    big = args.marginal_rows if args.cores == 1 else 0  # main() refused one below --rows
+    sizes = {args.rows: data, **slow_data}
+    if big:
+        sizes[big] = work / f"data-{big}"
+    for rows, path in sizes.items():
         if not path.exists():
             generate(rows, path)
     spark = spark_session(args.cores, args.memory)
@@ -172,9 +173,10 @@ def _child(args: argparse.Namespace) -> int:
             where = str(slow_data.get(rows, data))
             plan[name] = (Context(**{**ctx.__dict__, "data": where}), rows)
         runners = dict(PEERS)
-        for name in [n for n in MARGINAL if n in plan and big]:
-            plan[name + BIG] = (Context(**{**ctx.__dict__, "data": str(big_data)}), big)
-            runners[name + BIG] = PEERS[name]
+        for name in MARGINAL if big else ():
+            if name in plan:
+                plan[name + BIG] = (Context(**{**ctx.__dict__, "data": str(sizes[big])}), big)
+                runners[name + BIG] = PEERS[name]
         peers = _rounds(runners, plan, args.repeats, f"{args.cores} core(s) {model}")
         results["models"][model] = {
             "peers": peers,
@@ -291,6 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [p for p in args.peers if p not in PEERS]
     if unknown:
         print(f"error: unknown peer(s) {unknown}; known: {', '.join(PEERS)}", file=sys.stderr)
+        return 2
+    if 0 < args.marginal_rows <= args.rows:
+        print(f"error: --marginal-rows {args.marginal_rows} must be more than --rows "
+              f"{args.rows} (the second size of the same peers)", file=sys.stderr)  # fmt: skip
         return 2
     if args.child and args.cluster:
         return _cluster(args)

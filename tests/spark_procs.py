@@ -62,26 +62,14 @@ def executors(app_id: str) -> list[int]:
     Only a match whose parent is not itself a match is an executor."""
     found = {pid for pid in _procs.pids()
              if {EXECUTOR, app_id} <= set(_procs.cmdline(pid))}  # fmt: skip
-    return sorted(pid for pid in found if _parent_or_none(pid) not in found)
-
-
-def _parent_or_none(pid: int) -> int | None:
-    try:
-        return parent(pid)
-    except OSError:  # gone since it was listed
-        return None
+    return sorted(pid for pid in found if _procs.parent(pid) not in found)
 
 
 def python_workers(executor: int) -> list[int]:
     """The forked Python workers (pyspark.daemon's children) below an executor."""
     below = _procs.descendants(executor)
     daemons = {p for p in below if "pyspark.daemon" in _procs.cmdline(p)}
-    return [p for p in below if p in daemons and parent(p) in daemons]
-
-
-def parent(pid: int) -> int:
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return int(text[text.rindex(")") + 2 :].split()[1])
+    return [p for p in below if p in daemons and _procs.parent(p) in daemons]
 
 
 def row_ids(output: Path) -> list[int]:

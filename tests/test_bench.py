@@ -85,6 +85,15 @@ def test_marginal_costs_split_per_row_from_per_run() -> None:
     assert marginal(_run(1, job=1.0, floor=1.0, out=1.0, hand=1.0, ort=1.0), "rf") == {}
 
 
+def test_a_second_size_below_the_first_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from jobs.bench import main
+
+    assert main(["--rows", "1000", "--marginal-rows", "1000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --marginal-rows 1000 must be more than --rows 1000 (the second size "
+                   "of the same peers)"]  # fmt: skip
+
+
 def test_string_columns_reach_the_model_as_without_dictionary_encoding() -> None:
     strings = pa.array(["Biscoe", None, "Dream", "Biscoe", "Torgersen"])
     got = _column_values(strings)

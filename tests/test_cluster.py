@@ -31,7 +31,6 @@ from jobs.datagen import generate
 from tests.spark_procs import (
     data_files,
     executors,
-    parent,
     python_workers,
     rest,
     row_ids,
@@ -208,7 +207,7 @@ def test_python_worker_killed_mid_job(
 
     def on_both() -> list[int] | None:
         found = [p for e in backend for p in python_workers(e)]
-        return found if len({parent(p) for p in found}) == 2 else None  # one daemon each
+        return found if len({_procs.parent(p) for p in found}) == 2 else None  # one daemon each
 
     def failed_tasks() -> int:  # task attempts the driver has seen fail (0 once it is gone)
         return sum(j["numFailedTasks"] for j in rest(run.ui, f"applications/{app}/jobs") or [])
