@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WorkerMemory", "measure_in_process", "spark_session", "tree_cpu_seconds"]
+__all__ = ["WorkerMemory", "cpu_split", "measure_in_process", "spark_session", "tree_cpu_seconds"]
 
 BATCH = 10_000  # rows per Arrow batch: spark.sql.execution.arrow.maxRecordsPerBatch below
 
@@ -48,10 +48,28 @@ def tree_cpu_seconds(root: int | None = None) -> float:
     cores by itself, outside the taskset mask (measured here: a process pinned to core 0 got a
     pool thread on core 1), so a peer with ORT's default threads is not held to the cores it was
     given; and a shared machine's other load stretches wall time but not CPU time."""
+    return sum(cpu_split(root).values())
+
+
+def cpu_split(root: int | None = None) -> dict[str, float]:
+    """:func:`tree_cpu_seconds` by process: ``driver`` (this Python process), ``jvm`` (the
+    JVMs' own threads: scan, casts, validation, Arrow transfer, Parquet writer) and ``workers``
+    (Spark's Python workers: everything else below, with what the JVMs reaped, which can only
+    be Python workers). Why apart: the gap between the job and its bound is in one or the
+    other, and only the split says which."""
     from jobs import _procs
 
     root = root or os.getpid()
-    return sum(_procs.cpu_seconds(pid) for pid in (root, *_procs.descendants(root)))
+    split = {"driver": _procs.cpu_seconds(root), "jvm": 0.0, "workers": 0.0}
+    for pid in _procs.descendants(root):
+        argv = _procs.cmdline(pid)
+        if argv and Path(argv[0]).name == "java":
+            own = _procs.cpu_seconds(pid, reaped=False)
+            split["jvm"] += own
+            split["workers"] += _procs.cpu_seconds(pid) - own
+        else:
+            split["workers"] += _procs.cpu_seconds(pid)
+    return split
 
 
 class WorkerMemory:
@@ -205,7 +223,7 @@ def _profile(bundle_dir: Path, sample: list[Any]) -> dict[str, float]:
         t.append(time.perf_counter())
         cols = {n: _udf._column_values(batch.column(i)) for i, n in enumerate(spec.input_names)}
         t.append(time.perf_counter())
-        feed = scorer.feed(cols)
+        feed = scorer.feed(cols, strings_filled=True)
         t.append(time.perf_counter())
         outputs = scorer.run(feed)
         t.append(time.perf_counter())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BIG", "marginal", "ratios", "render_cluster", "render_markdown", "scaling"]
+__all__ = ["BIG", "cpu_per_million", "marginal", "ratios", "render_cluster", "render_markdown", "scaling"]
 
 BIG = "@big"  # the suffix of a peer's run on the --marginal-rows data
 
@@ -45,6 +45,9 @@ def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
         "job_vs_bound": round(job / bound, 2) if job and bound else None,
         "bound_output_per_core": round(bound_output, 1) if bound_output else None,
         "job_vs_bound_output": round(job / bound_output, 2) if job and bound_output else None,
+        # the job against itself without conversions, validation and observations
+        "job_vs_floor_ort": over("floor_ort"),
+        "ort_in_worker_vs_alone": _in_worker(peers, ort),
         "job_vs_handwritten_onnx": over("handwritten_onnx"),
         "job_vs_predict_batch_udf": over("predict_batch_udf"),
         "job_vs_pickle_pandas": over("pickle_pandas"),
@@ -56,6 +59,26 @@ def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
         "job_vs_mlflow_pickle": over("mlflow_pickle"),
         "job_vs_pypmml": over("pypmml_pandas"),
         "job_vs_row_at_a_time": over("row_at_a_time"),
+    }
+
+
+def _in_worker(peers: dict[str, Any], ort: float) -> float | None:
+    """ORT's rows per CPU-second inside a Spark worker (floor_ort's CPU over floor_output's,
+    the same transfer and write) over ORT's alone in one process (``ort``); below 1: slower
+    there, sharing its core and caches with the JVM."""
+    with_ort, without = peers.get("floor_ort", {}), peers.get("floor_output", {})
+    if "cpu_seconds" not in with_ort or "cpu_seconds" not in without:
+        return None
+    cost = with_ort["cpu_seconds"] - without["cpu_seconds"]
+    return round(with_ort["rows"] / cost / ort, 2) if cost > 0 else None
+
+
+def cpu_per_million(peers: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each peer's CPU-seconds per 1M rows by process (driver, JVM, Python workers)."""
+    return {
+        name: {k: round(v * 1e6 / got["rows"], 3) for k, v in got["cpu_split"].items()}
+        for name, got in peers.items()
+        if "cpu_split" in got
     }
 
 
@@ -80,12 +103,16 @@ def marginal(run: dict[str, Any], model: str) -> dict[str, float]:
     job, ort = per_row.get("job"), float(local["ort_rows_per_s"])
     if job is None:
         return out
-    for peer in ("handwritten_onnx", "pickle_pandas"):
+    for peer in ("floor_ort", "handwritten_onnx", "pickle_pandas"):
         if peer in per_row:
             out[f"job_vs_{peer}_marginal"] = round(per_row[peer] / job, 2)
     for floor, bound in (("floor_arrow", "bound"), ("floor_output", "bound_output")):
         if floor in per_row:
             out[f"job_vs_{bound}_marginal"] = round((per_row[floor] + 1 / ort) / job, 2)
+    if "floor_ort" in per_row and "floor_output" in per_row:
+        cost = per_row["floor_ort"] - per_row["floor_output"]
+        if cost > 0:
+            out["ort_in_worker_vs_alone_marginal"] = round(1 / cost / ort, 2)
     return out
 
 
@@ -149,6 +176,14 @@ def render_markdown(report: dict[str, Any]) -> str:
                       "rows per CPU-second past the fixed cost; the fixed cost in CPU-seconds):",
                       "", "| figure | value |", "|---|---|"]  # fmt: skip
             lines += [f"| {k} | {_fmt(v)} |" for k, v in apart.items()]
+        split = cpu_per_million(runs[0]["models"][model]["peers"])
+        if split:
+            lines += ["", f"Where the CPU goes ({runs[0]['cores']} core(s)): CPU-seconds per 1M "
+                      "rows by process; the JVM scans, casts, validates, moves Arrow batches "
+                      "and writes Parquet, the workers convert and score:", "",
+                      "| peer | driver | JVM | Python workers |", "|---|---|---|---|"]  # fmt: skip
+            lines += [f"| {name} | {got['driver']:.2f} | {got['jvm']:.2f} | {got['workers']:.2f} |"
+                      for name, got in split.items()]  # fmt: skip
         profile = runs[0]["models"][model]["in_process"]["profile_ms_per_10k"]
         lines += ["", "One 10k-row batch through the job's worker steps, in one process, ms "
                   "(parquet_write is pyarrow's; Spark's writer runs in the JVM): " + ", ".join(

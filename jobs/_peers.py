@@ -72,31 +72,87 @@ def floor_arrow(ctx: Context) -> None:
     _write(_inputs(ctx).mapInArrow(noop, "row_id long"), ctx)
 
 
-def floor_output(ctx: Context) -> None:
-    """No model: the floor, returning and writing the job's output columns (a classifier's
-    label and one probability per class, or a regressor's prediction; the same values every
-    batch): Spark's cost of moving and writing the scores, without the scoring."""
+def _made_up_scores(ctx: Context) -> tuple[str, Callable[[int], list[Any]]]:
+    """The job's output schema and, per batch size, made-up values for its score columns (a
+    classifier's label and one probability per class, or a regressor's prediction)."""
     import pyarrow as pa
 
     classes = [str(c) for c in ctx.classes]
+    made: dict[int, list[pa.Array]] = {}
+
+    def scores(rows: int) -> list[pa.Array]:
+        if rows not in made:  # varied values, so Parquet's encodings work as on real scores
+            rng = np.random.default_rng(rows)
+            if not classes:
+                made[rows] = [pa.array(rng.normal(size=rows))]
+            else:
+                proba = rng.dirichlet(np.ones(len(classes)), rows)
+                label = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+                made[rows] = [pa.array(label)] + [pa.array(p) for p in proba.T]
+        return made[rows]
+
+    return (_proba_schema(ctx) if classes else "row_id long, prediction double"), scores
+
+
+def floor_output(ctx: Context) -> None:
+    """No model: the floor, returning and writing the job's output columns (the same values
+    every batch): Spark's cost of moving and writing the scores, without the scoring."""
+    import pyarrow as pa
+
+    schema, scores = _made_up_scores(ctx)
+    names = [f.split()[0] for f in schema.split(", ")]
 
     def noop(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        made: dict[int, list[pa.Array]] = {}
+        for batch in batches:
+            columns = [batch.column(0), *scores(batch.num_rows)]
+            yield pa.RecordBatch.from_arrays(columns, names=names)
+
+    _write(_inputs(ctx).mapInArrow(noop, schema), ctx)
+
+
+def floor_ort(ctx: Context) -> None:
+    """floor_output plus ONNX Runtime in the worker, with nothing converted per batch: each task
+    turns its first batch into the model's feed once and runs ORT (one thread, as the job on
+    one task CPU) on that feed for every batch. The job less its conversions, validation and
+    observations: job / floor_ort is what those cost; floor_ort's worker CPU over
+    floor_output's is ORT's cost inside a Spark worker, beside ``ort`` (ORT alone in one
+    process, no JVM sharing its core and caches)."""
+    import pyarrow as pa
+
+    model, columns = ctx.onnx, ctx.columns
+    schema, scores = _made_up_scores(ctx)
+    names = [f.split()[0] for f in schema.split(", ")]
+
+    def first_feed(batch: pa.RecordBatch, inputs: list[Any]) -> dict[str, np.ndarray]:
+        feed = {}
+        for spec in inputs:
+            values = batch.column(columns.index(spec.name) + 1).to_numpy(zero_copy_only=False)
+            if spec.type == "tensor(string)":
+                values = np.where(pd.isna(values), "", values).astype(object)
+            else:
+                values = values.astype(np.int64 if spec.type == "tensor(int64)" else np.float32)
+            feed[spec.name] = values.reshape(-1, 1)
+        return feed
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        first: dict[str, np.ndarray] = {}
+        feeds: dict[int, dict[str, np.ndarray]] = {}
         for batch in batches:
             rows = batch.num_rows
-            if rows not in made:  # varied values, so Parquet's encodings work as on real scores
-                rng = np.random.default_rng(rows)
-                if not classes:
-                    made[rows] = [pa.array(rng.normal(size=rows))]
-                else:
-                    proba = rng.dirichlet(np.ones(len(classes)), rows)
-                    label = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
-                    made[rows] = [pa.array(label)] + [pa.array(p) for p in proba.T]
-            yield pa.RecordBatch.from_arrays([batch.column(0), *made[rows]], names=names)
+            if not first:
+                first = first_feed(batch, list(session.get_inputs()))
+            if rows not in feeds:  # the first batch's rows, cycled to this batch's size
+                take = np.arange(rows) % len(next(iter(first.values())))
+                feeds[rows] = {k: v[take] for k, v in first.items()}
+            session.run(None, feeds[rows])
+            yield pa.RecordBatch.from_arrays([batch.column(0), *scores(rows)], names=names)
 
-    schema = _proba_schema(ctx) if classes else "row_id long, prediction double"
-    names = [f.split()[0] for f in schema.split(", ")]
-    _write(_inputs(ctx).mapInArrow(noop, schema), ctx)
+    _write(_inputs(ctx).mapInArrow(run, schema), ctx)
 
 
 def floor_pandas(ctx: Context) -> None:
@@ -277,6 +333,7 @@ PEERS: dict[str, Callable[[Context], None]] = {
     "job": job,
     "floor_arrow": floor_arrow,
     "floor_output": floor_output,
+    "floor_ort": floor_ort,
     "floor_pandas": floor_pandas,
     "handwritten_onnx": handwritten_onnx,
     "predict_batch_udf": predict_batch,

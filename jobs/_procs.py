@@ -45,12 +45,14 @@ def _stat(pid: int) -> tuple[str, int] | None:
     return None if fields is None else (fields[0], int(fields[1]))
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) of ``pid`` and of its children it has reaped; 0 when gone."""
+def cpu_seconds(pid: int, reaped: bool = True) -> float:
+    """CPU seconds (user + system) of ``pid`` and (``reaped``) of the children it has reaped;
+    0 when gone."""
     fields = _fields(pid)
     if fields is None:
         return 0.0
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime..cstime
+    end = 15 if reaped else 13  # utime, stime[, cutime, cstime]
+    return sum(int(x) for x in fields[11:end]) / os.sysconf("SC_CLK_TCK")
 
 
 def parent(pid: int) -> int | None:

@@ -147,14 +147,19 @@ def worker_tag(sha256: str) -> str:
 
 
 def predict(
-    scorer: OnnxScorer, spec: ModelSpec, columns: Mapping[str, np.ndarray], rows: int
+    scorer: OnnxScorer,
+    spec: ModelSpec,
+    columns: Mapping[str, np.ndarray],
+    rows: int,
+    strings_filled: bool = False,
 ) -> dict[str, np.ndarray]:
-    """One batch: input arrays by model input name -> one array per output column."""
+    """One batch: input arrays by model input name -> one array per output column.
+    ``strings_filled``: string columns hold str only ("" for null: :func:`_column_values`)."""
     if not spec.tabular:
         outputs = scorer.run(_tensor.feed(columns, spec.tensors, rows))
         return _tensor.split_outputs(outputs, spec.outputs, rows)
     try:
-        feed = scorer.feed(columns)
+        feed = scorer.feed(columns, strings_filled)
     except (ValueError, TypeError) as exc:  # strings where numbers belong (the public UDF)
         raise InputError(
             f"the model's inputs {spec.input_names} got values it cannot convert ({exc}); pass "
@@ -221,12 +226,14 @@ def _score_valid(
     valid = np.asarray(error.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     rows = len(valid)
     if valid.all():
-        values = predict(scorer, spec, cols, rows)
+        values = predict(scorer, spec, cols, rows, strings_filled=True)
         return [_arrow_array(values[f.name], t) for f, t in outputs]
     if not valid.any():
         return [pa.nulls(rows, t) for _, t in outputs]
     where = np.flatnonzero(valid)
-    values = predict(scorer, spec, {n: v[where] for n, v in cols.items()}, len(where))
+    values = predict(
+        scorer, spec, {n: v[where] for n, v in cols.items()}, len(where), strings_filled=True
+    )
     out = []
     for f, t in outputs:  # tabular outputs are scalars: scatter back, null where invalid
         got = values[f.name]
@@ -276,7 +283,7 @@ class _ArrowTask:
                 arrays += _score_valid(scorer, spec, cols, error, list(outputs))
                 arrays.append(error)
             else:
-                values = predict(scorer, spec, cols, rows)
+                values = predict(scorer, spec, cols, rows, strings_filled=spec.tabular)
                 arrays += [_arrow_array(values[f.name], t) for f, t in outputs]
             arrays += [_tag(provider, rows), _tag(worker, rows)]
             yield pa.RecordBatch.from_arrays(arrays, schema=self.schema)
@@ -348,14 +355,17 @@ def score(
     )
     found = checks(df.schema, spec, per_row)  # the invalid-row rules, as JVM expressions
     rule = F.col(RULE)
-    extra = [rule]
-    if on_invalid == "null":
-        extra.append(reason_of(found).alias(REASON))
-    elif on_invalid == "fail" and found:  # the first input fails the task on an invalid row
-        row_id = settings.output.id_column if settings.output.id_column in keep else None
-        first = tabular_value(df.schema[spec.columns[0].name], spec.onnx_dtypes[0], per_row)
-        inputs[0] = stop_on_invalid(found, row_id, first).alias(input_alias(0))
-    selected = with_rule(df, found).select(*inputs, *[column(c) for c in keep], *extra)
+    if on_invalid == "fail":  # an invalid row fails its task, through the first input
+        base, extra = df, []
+        if found:
+            row_id = settings.output.id_column if settings.output.id_column in keep else None
+            first = tabular_value(df.schema[spec.columns[0].name], spec.onnx_dtypes[0], per_row)
+            inputs[0] = stop_on_invalid(found, row_id, first).alias(input_alias(0))
+    else:  # the reason and the counts read the row's first broken rule
+        base, extra = with_rule(df, found), [rule]
+        if on_invalid == "null":
+            extra.append(reason_of(found).alias(REASON))
+    selected = base.select(*inputs, *[column(c) for c in keep], *extra)
     if metrics is not None:
         # fail: a run that ends has no invalid row, so counting them by rule would only cost
         # an aggregate per rule and row (10 for the penguins)
@@ -363,7 +373,8 @@ def score(
         selected = selected.observe(metrics.input, F.count(F.lit(1)).alias("rows"), *counts)
     if on_invalid == "quarantine":  # jobs._validate.quarantined() writes the others
         selected = selected.where(rule.isNull())
-    selected = selected.drop(RULE)  # the batch: inputs, pass-through[, REASON]
+    if extra:
+        selected = selected.drop(RULE)  # the batch: inputs, pass-through[, REASON]
     error = [StructField(ERROR_COLUMN, StringType())] if on_invalid == "null" else []
     schema = StructType(
         [df.schema[c] for c in keep]
@@ -385,10 +396,13 @@ def score(
             F.collect_set(PROVIDER).alias("providers"),
             F.collect_set(WORKER).alias("workers"),
         )
-    scored = scored.drop(PROVIDER, WORKER)
+    # one projection for the tags' drop and the model's columns: each DataFrame call is one
+    # more analysis of the whole plan on the driver
+    shown = [column(f.name) for f in schema.fields if f.name not in (PROVIDER, WORKER)]
     if settings.output.model_columns:
-        for name, value in zip(MODEL_COLUMNS, (spec.name, spec.version, spec.sha256), strict=True):
-            scored = scored.withColumn(name, F.lit(value))
+        values = (spec.name, spec.version, spec.sha256)
+        shown += [F.lit(v).alias(n) for n, v in zip(MODEL_COLUMNS, values, strict=True)]
+    scored = scored.select(*shown)
     return scored
 
 

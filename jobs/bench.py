@@ -47,7 +47,7 @@ SCALING = ("job", "floor_arrow", "floor_output", "handwritten_onnx")
 # With --marginal-rows, these also run on that many rows (1 core, the same rounds): the two
 # sizes split a peer's CPU into a cost per row and a cost per run (planning, the write's
 # commit, the session), which 1M rows alone blend.
-MARGINAL = ("job", "floor_arrow", "floor_output", "handwritten_onnx", "pickle_pandas")
+MARGINAL = ("job", "floor_arrow", "floor_output", "floor_ort", "handwritten_onnx", "pickle_pandas")
 
 
 def _memory_check(args: argparse.Namespace) -> int:
@@ -194,10 +194,10 @@ def _rounds(
     interleaved so that a machine getting busier or quieter shifts them all alike. The
     slow peers (SLOW) run once, warm-up skipped.
     A peer that fails is a finding (its error is recorded), not a crash of the benchmark."""
-    from jobs._bench_measure import tree_cpu_seconds
+    from jobs._bench_measure import cpu_split
 
     times: dict[str, list[float]] = {name: [] for name in plan}
-    cpu: dict[str, list[float]] = {name: [] for name in plan}
+    parts: dict[str, list[dict[str, float]]] = {name: [] for name in plan}
     errors: dict[str, str] = {}
     for round_ in range(repeats + 1):
         for name, (ctx, rows) in plan.items():
@@ -205,10 +205,10 @@ def _rounds(
             if name in errors or (slow and (round_ == 0 or len(times[name]) == 1)):
                 continue
             try:
-                used, start = tree_cpu_seconds(), time.perf_counter()
+                before, start = cpu_split(), time.perf_counter()
                 peers[name](ctx)
                 took = time.perf_counter() - start
-                used = tree_cpu_seconds() - used
+                after = cpu_split()
                 written = ctx.spark.read.parquet(ctx.out).count()
             except Exception as exc:
                 errors[name] = _last_line(exc)
@@ -217,18 +217,23 @@ def _rounds(
                 errors[name] = f"wrote {written} rows of {rows}"
             elif round_:
                 times[name].append(took)
-                cpu[name].append(used)
+                parts[name].append({k: after[k] - before[k] for k in after})
     results: dict[str, Any] = {}
     for name, (_ctx, rows) in plan.items():
         if name in errors:
             results[name] = {"error": errors[name]}
         else:
-            median, cpu_median = statistics.median(times[name]), statistics.median(cpu[name])
+            cpu = [sum(p.values()) for p in parts[name]]
+            median, cpu_median = statistics.median(times[name]), statistics.median(cpu)
+            # each process's median apart: where a peer's CPU goes (driver, JVM, workers)
+            split = {k: round(statistics.median(p[k] for p in parts[name]), 3)
+                     for k in parts[name][0]}  # fmt: skip
             results[name] = {"seconds": round(median, 3), "rows": rows,
                              "runs": [round(t, 3) for t in times[name]],
                              "rows_per_s": round(rows / median, 1),
                              "cpu_seconds": round(cpu_median, 3),
-                             "cpu_runs": [round(c, 3) for c in cpu[name]],
+                             "cpu_runs": [round(c, 3) for c in cpu],
+                             "cpu_split": split,
                              "rows_per_cpu_s": round(rows / cpu_median, 1)}  # fmt: skip
         print(f"  {label} {name}: {results[name]}", file=sys.stderr)
     return results

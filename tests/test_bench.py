@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from jobs._bench_measure import tree_cpu_seconds
-from jobs._bench_report import marginal, ratios, render_markdown, scaling
+from jobs._bench_measure import cpu_split, tree_cpu_seconds
+from jobs._bench_report import cpu_per_million, marginal, ratios, render_markdown, scaling
 from jobs._udf import _column_values
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +28,33 @@ def test_tree_cpu_counts_a_child_process() -> None:
     burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass"
     subprocess.run([sys.executable, "-c", burn], check=True)
     assert tree_cpu_seconds() - before >= 0.5
+
+
+def test_cpu_split_puts_a_java_process_apart_from_python_workers(tmp_path: Path) -> None:
+    """A live child run as ``java`` counts as the JVM, another live child as a Python worker
+    (this process's own CPU and its reaped children's as the driver); the parts add up to the
+    tree's total."""
+    java = tmp_path / "java"
+    java.symlink_to(sys.executable)
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < {}: pass\n"
+    before = cpu_split()
+    children = [subprocess.Popen([str(java), "-c", burn.format(0.6) + "time.sleep(60)"]),
+                subprocess.Popen([sys.executable, "-c", burn.format(0.3) + "time.sleep(60)"])]
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            after = cpu_split()
+            if after["jvm"] - before["jvm"] >= 0.55 and after["workers"] - before["workers"] >= 0.25:
+                break
+            time.sleep(0.1)
+        total = tree_cpu_seconds()
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+    assert 0.55 <= after["jvm"] - before["jvm"] < 0.8
+    assert 0.25 <= after["workers"] - before["workers"] < 0.55
+    assert sum(after.values()) == pytest.approx(total, abs=0.1)
 
 
 def _run(cores: int, job: float, floor: float, out: float, hand: float, ort: float) -> dict[str, Any]:
@@ -56,10 +84,23 @@ def test_ratios_follow_the_stated_formulas() -> None:
     assert got["job_vs_pickle_pandas"] == pytest.approx(1.67, abs=0.01)
     assert got["best_job_vs_pickle_pandas"] == pytest.approx(1 / (1 / 300 + 1 / 400) / 60, abs=0.01)
     assert got["ort_vs_sklearn"] == pytest.approx(2.0)
+    assert got["job_vs_floor_ort"] is None and got["ort_in_worker_vs_alone"] is None
+    # floor_ort: 1000 rows in 5 s of CPU, floor_output's 1000 in 2 s: ORT took 3 s in the
+    # worker for 1000 rows, 333 rows/s against 400 alone
+    peers = one["models"]["rf"]["peers"]
+    peers["floor_ort"] = {"rows": 1000, "cpu_seconds": 5.0, "rows_per_cpu_s": 200.0, "rows_per_s": 200.0,
+                          "cpu_split": {"driver": 0.1, "jvm": 2.0, "workers": 2.9}}  # fmt: skip
+    peers["floor_output"] |= {"rows": 1000, "cpu_seconds": 2.0}
+    got = ratios(one, "rf")
+    assert got["job_vs_floor_ort"] == pytest.approx(0.5)
+    assert got["ort_in_worker_vs_alone"] == pytest.approx(1000 / 3 / 400, abs=0.01)
+    assert cpu_per_million(peers) == {"floor_ort": {"driver": 100.0, "jvm": 2000.0,
+                                                    "workers": 2900.0}}  # fmt: skip
     two = _run(2, job=90.0, floor=400.0, out=300.0, hand=80.0, ort=400.0)
     assert scaling([one, two], "rf") == pytest.approx(1.8)  # wall: 180 rows/s over 100
     text = render_markdown({"command": "x", "machine": {}, "runs": [one, two]})
     assert "fails: RuntimeError: boom" in text and "job scaling 1 → 2 cores (wall) | 1.80x" in text
+    assert "| floor_ort | 100.00 | 2000.00 | 2900.00 |" in text
 
 
 def test_marginal_costs_split_per_row_from_per_run() -> None:
@@ -107,19 +148,24 @@ def test_bench_end_to_end_counts_every_row(tmp_path: Path) -> None:
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
     command = [
         sys.executable, "-m", "jobs.bench", "--rows", "3000", "--cores", "1", "--models", "logreg",
-        "--peers", "job,floor_arrow,floor_output", "--repeats", "1", "--marginal-rows", "6000",
+        "--peers", "job,floor_arrow,floor_output,floor_ort", "--repeats", "1",
+        "--marginal-rows", "6000",
         "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
     ]  # fmt: skip
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "results.json").read_text())
     peers = report["runs"][0]["models"]["logreg"]["peers"]
-    small = {"job", "floor_arrow", "floor_output"}
+    small = {"job", "floor_arrow", "floor_output", "floor_ort"}
     assert set(peers) == small | {f"{n}@big" for n in small}
     for name, got in peers.items():
         # the runner fails a peer that wrote other rows than its input has
         assert got["rows"] == (6000 if name.endswith("@big") else 3000), (name, got)
         assert got["cpu_seconds"] > 0 and got["rows_per_cpu_s"] > 0, (name, got)
+        # the split is of the same CPU: the JVM and its Python workers both did work
+        split = got["cpu_split"]
+        assert split["jvm"] > 0 and split["workers"] > 0, (name, got)
+        assert sum(split.values()) == pytest.approx(got["cpu_seconds"], rel=0.3, abs=0.1)
     assert "job_vs_bound_output" in (tmp_path / "out" / "results.md").read_text()
     # the profile ran the job's own per-batch steps (an exception in any would fail the run)
     profile = report["runs"][0]["models"]["logreg"]["in_process"]["profile_ms_per_10k"]

@@ -70,10 +70,15 @@ class OnnxScorer:
                 "not belong together: re-create it"
             )
 
-    def feed(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def feed(
+        self, columns: Mapping[str, np.ndarray], strings_filled: bool = False
+    ) -> dict[str, np.ndarray]:
         """1-D column arrays (by input name) as the model's ``[batch, 1]`` tensors.
 
         A missing string (None or NaN in an object array) is fed as "" (see formats.onnx.export).
+        ``strings_filled``: the caller's object arrays hold str only, "" for a missing one (the
+        Spark job's Arrow batches), so the test for missing values is skipped (pd.isna over a
+        10k-row object column: 0.25 ms, a third of the job's per-batch conversions).
         """
         if self._matrix is not None:
             dtype = self._dtypes[self._matrix]
@@ -84,8 +89,8 @@ class OnnxScorer:
             values = np.asarray(columns[name])
             if dtype == np.dtype(object) or dtype.kind in "US":
                 if values.dtype == object:  # Python strings already (Arrow, conform): keep them
-                    missing = pd.isna(values)
-                    if missing.any():
+                    missing = None if strings_filled else pd.isna(values)
+                    if missing is not None and missing.any():
                         values = np.where(missing, "", values)
                 else:
                     values = values.astype(str).astype(object)
