@@ -16,9 +16,13 @@ batches → ORT → Parquet writer, no Spark) and a profile of one batch (conver
 write). ``bound = 1 / (1/floor_arrow + 1/ort)`` is what a job that adds nothing to Spark's
 transfer and ORT's compute would reach; ``bound_output`` uses ``floor_output`` (the no-op that
 also returns and writes the job's output columns) instead, i.e. it counts writing the scores.
+``floor_ort`` is floor_output with ORT run in the worker on a batch converted once: what the job
+would cost if its conversions, validation and observations were free, and (against
+floor_output) what ORT costs inside a Spark worker rather than alone in a process.
 
 Per-core figures are rows per CPU-second of the whole process tree (the JVM and the Python
-workers, from /proc), beside wall-clock rows/s: ONNX Runtime's default thread pool pins a thread
+workers, from /proc; the report also splits it by process: driver, JVM, Python workers), beside
+wall-clock rows/s: ONNX Runtime's default thread pool pins a thread
 outside the taskset mask, so wall time alone would let such a peer use a core it was not given.
 """
 
