@@ -72,9 +72,10 @@ def floor_arrow(ctx: Context) -> None:
     _write(_inputs(ctx).mapInArrow(noop, "row_id long"), ctx)
 
 
-def _made_up_scores(ctx: Context) -> tuple[str, Callable[[int], list[Any]]]:
-    """The job's output schema and, per batch size, made-up values for its score columns (a
-    classifier's label and one probability per class, or a regressor's prediction)."""
+def _made_up_scores(ctx: Context) -> tuple[str, list[str], Callable[[int], list[Any]]]:
+    """The job's output schema, its column names and, per batch size, made-up values for its
+    score columns (a classifier's label and one probability per class, or a regressor's
+    prediction)."""
     import pyarrow as pa
 
     classes = [str(c) for c in ctx.classes]
@@ -91,7 +92,8 @@ def _made_up_scores(ctx: Context) -> tuple[str, Callable[[int], list[Any]]]:
                 made[rows] = [pa.array(label)] + [pa.array(p) for p in proba.T]
         return made[rows]
 
-    return (_proba_schema(ctx) if classes else "row_id long, prediction double"), scores
+    schema = _proba_schema(ctx) if classes else "row_id long, prediction double"
+    return schema, [f.split()[0] for f in schema.split(", ")], scores
 
 
 def floor_output(ctx: Context) -> None:
@@ -99,8 +101,7 @@ def floor_output(ctx: Context) -> None:
     every batch): Spark's cost of moving and writing the scores, without the scoring."""
     import pyarrow as pa
 
-    schema, scores = _made_up_scores(ctx)
-    names = [f.split()[0] for f in schema.split(", ")]
+    schema, names, scores = _made_up_scores(ctx)
 
     def noop(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
@@ -120,8 +121,7 @@ def floor_ort(ctx: Context) -> None:
     import pyarrow as pa
 
     model, columns = ctx.onnx, ctx.columns
-    schema, scores = _made_up_scores(ctx)
-    names = [f.split()[0] for f in schema.split(", ")]
+    schema, names, scores = _made_up_scores(ctx)
 
     def first_feed(batch: pa.RecordBatch, inputs: list[Any]) -> dict[str, np.ndarray]:
         feed = {}
@@ -140,15 +140,17 @@ def floor_ort(ctx: Context) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1
         session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        first: dict[str, np.ndarray] = {}
-        feeds: dict[int, dict[str, np.ndarray]] = {}
+        feeds: dict[int, dict[str, np.ndarray]] = {}  # by batch size
+        first_rows = 0
         for batch in batches:
             rows = batch.num_rows
-            if not first:
-                first = first_feed(batch, list(session.get_inputs()))
-            if rows not in feeds:  # the first batch's rows, cycled to this batch's size
-                take = np.arange(rows) % len(next(iter(first.values())))
-                feeds[rows] = {k: v[take] for k, v in first.items()}
+            if rows == 0:  # nothing to score, and no feed to cycle from
+                continue
+            if not feeds:
+                first_rows, feeds[rows] = rows, first_feed(batch, list(session.get_inputs()))
+            elif rows not in feeds:  # the first batch's rows, cycled to this batch's size
+                take = np.arange(rows) % first_rows
+                feeds[rows] = {k: v[take] for k, v in feeds[first_rows].items()}
             session.run(None, feeds[rows])
             yield pa.RecordBatch.from_arrays([batch.column(0), *scores(rows)], names=names)
 

@@ -283,7 +283,7 @@ class _ArrowTask:
                 arrays += _score_valid(scorer, spec, cols, error, list(outputs))
                 arrays.append(error)
             else:
-                values = predict(scorer, spec, cols, rows, strings_filled=spec.tabular)
+                values = predict(scorer, spec, cols, rows, strings_filled=True)
                 arrays += [_arrow_array(values[f.name], t) for f, t in outputs]
             arrays += [_tag(provider, rows), _tag(worker, rows)]
             yield pa.RecordBatch.from_arrays(arrays, schema=self.schema)
@@ -373,7 +373,7 @@ def score(
         selected = selected.observe(metrics.input, F.count(F.lit(1)).alias("rows"), *counts)
     if on_invalid == "quarantine":  # jobs._validate.quarantined() writes the others
         selected = selected.where(rule.isNull())
-    if extra:
+    if on_invalid != "fail":
         selected = selected.drop(RULE)  # the batch: inputs, pass-through[, REASON]
     error = [StructField(ERROR_COLUMN, StringType())] if on_invalid == "null" else []
     schema = StructType(

@@ -21,9 +21,9 @@ would cost if its conversions, validation and observations were free, and (again
 floor_output) what ORT costs inside a Spark worker rather than alone in a process.
 
 Per-core figures are rows per CPU-second of the whole process tree (the JVM and the Python
-workers, from /proc; the report also splits it by process: driver, JVM, Python workers), beside
-wall-clock rows/s: ONNX Runtime's default thread pool pins a thread
-outside the taskset mask, so wall time alone would let such a peer use a core it was not given.
+workers, from /proc; the report also splits it by process: driver, JVM, Python workers),
+beside wall-clock rows/s: ONNX Runtime's default thread pool pins a thread outside the taskset
+mask, so wall time alone would let such a peer use a core it was not given.
 """
 
 from __future__ import annotations

