@@ -206,7 +206,7 @@ def test_python_worker_killed_mid_job(
     backend = executors(app)
     assert len(backend) == 2, backend
 
-    def busy_workers() -> list[int] | None:
+    def busy_workers() -> list[int]:
         # a worker that burns CPU runs a task; a reused one idle between tasks does not, and a
         # kill of it hits nothing (3 of 7 runs here). Waiting for one on each executor instead
         # timed out in CI: near its end the job runs on one executor only.
@@ -215,8 +215,7 @@ def test_python_worker_killed_mid_job(
         assert all(argv[0] == "./environment/bin/python" for argv in found.values() if argv)
         before = {p: _procs.cpu_seconds(p, reaped=False) for p in found}
         time.sleep(0.3)
-        busy = [p for p in found if _procs.cpu_seconds(p, reaped=False) > before[p]]
-        return busy or None
+        return [p for p in found if _procs.cpu_seconds(p, reaped=False) > before[p]]
 
     def failed_tasks() -> int:  # task attempts the driver has seen fail (0 once it is gone)
         return sum(j["numFailedTasks"] for j in rest(run.ui, f"applications/{app}/jobs") or [])
@@ -225,7 +224,7 @@ def test_python_worker_killed_mid_job(
     deadline = time.monotonic() + 120
     while not hit and run.proc.poll() is None and time.monotonic() < deadline:
         workers = busy_workers()
-        if workers is None:
+        if not workers:  # sample again at once (the sample itself waits 0.3 s)
             continue
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):  # it may end between sample and kill
