@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from formats.errors import InputError
 from formats.schema import ColumnSpec
-from jobs._model import ModelSpec, column, spark_type
+from jobs._model import ModelSpec, column, literal, quoted, spark_type, sql_type
 from jobs._settings import Settings
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ __all__ = [
     "quarantine_path",
     "quarantined",
     "reason_of",
+    "reason_sql",
     "sql",
     "stop_on_invalid",
     "valid_rows",
@@ -83,16 +84,6 @@ def sql(text: str) -> Column:
     from pyspark.sql import functions as F
 
     return F.expr(text)
-
-
-def quoted(name: str) -> str:
-    """A column name as SQL (dots and backticks in names are not paths)."""
-    return "`" + name.replace("`", "``") + "`"
-
-
-def literal(text: str) -> str:
-    """A SQL string literal (backslash escapes: Spark's default parser)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class _Expr(str):
@@ -174,7 +165,7 @@ def _overflow(source: DataType, fed: DataType, src: str, finite: str, infinite: 
         # a double into a float, with no cast per row; NaN compares greater than every number
         # in Spark SQL, hence the isnan
         return f"NOT isnan({src}) AND abs({src}) >= {_FLOAT_OVERFLOW} AND NOT {infinite}"
-    cast = f"try_cast({src} AS {fed.simpleString().upper()})"  # as jobs._model.tabular_value
+    cast = f"try_cast({src} AS {sql_type(fed)})"  # as jobs._model.tabular_value
     return f"{finite} AND ({cast} IS NULL OR abs(CAST({cast} AS DOUBLE)) = {_INF})"
 
 
@@ -250,10 +241,11 @@ def with_rule(df: DataFrame, found: Sequence[Check]) -> DataFrame:
     below them Spark tests the rules once per row (CollapseProject does not inline a costly
     expression that is used more than once). Built into one projection, the rules were tested
     again for every row: 1M rows, local[2], 2.2 s instead of 0.4 s for reading and casting."""
-    return df.select("*", first_rule(found).alias(RULE))
+    return df.selectExpr("*", f"{_first_rule_sql(found)} AS {quoted(RULE)}")
 
 
-def _reason_sql(found: Sequence[Check]) -> str:
+def reason_sql(found: Sequence[Check]) -> str:
+    """:func:`reason_of` as SQL text."""
     rule = quoted(RULE)
     if not found:
         return "CAST(NULL AS STRING)"
@@ -264,11 +256,11 @@ def _reason_sql(found: Sequence[Check]) -> str:
 
 def reason_of(found: Sequence[Check]) -> Column:
     """Why the row is invalid (the message of its :data:`RULE`, with the value), or null."""
-    return sql(_reason_sql(found))
+    return sql(reason_sql(found))
 
 
-def stop_on_invalid(found: Sequence[Check], id_column: str | None, value: Column) -> Column:
-    """``value``, or for an invalid row a task failure whose message names the row.
+def stop_on_invalid(found: Sequence[Check], id_column: str | None, value: str) -> str:
+    """``value`` (SQL), or for an invalid row a task failure whose message names the row.
 
     ``value`` is one of the model's inputs, which the scoring (mapInArrow) receives, so Spark
     can neither prune the test nor push it into a filter: ``raise_error`` runs in the task that
@@ -282,8 +274,6 @@ def stop_on_invalid(found: Sequence[Check], id_column: str | None, value: Column
     projection and a CASE over its keys added ~40 ms per run to the inputs' projection, this
     ~20 ms). A valid row tests each rule once either way; the CASE has no ELSE (its type is raise_error's, null), so
     ``coalesce`` gives ``value`` on a valid row."""
-    from pyspark.sql import functions as F
-
     if not found:
         return value
     which = (
@@ -298,7 +288,7 @@ def stop_on_invalid(found: Sequence[Check], id_column: str | None, value: Column
         f"{hint}))"
         for c in found
     )
-    return F.coalesce(sql(f"CASE {cases} END"), value)
+    return f"coalesce(CASE {cases} END, {value})"
 
 
 def invalid_count(key: str, alias: str) -> Column:

@@ -6,6 +6,8 @@ from the torch model, never from ONNX Runtime computing the same thing the same 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +128,24 @@ def test_pass_through_and_model_columns(spark: Any, model: LoadedModel) -> None:
     assert first is not None
     assert first["note"] == "x" and first["model_sha256"] == model.spec.sha256
     assert first["island"] in ("Biscoe", "Dream", "Torgersen")  # the original, not a cast
+
+
+def test_names_and_values_that_need_quoting_in_sql(spark: Any, model: LoadedModel) -> None:
+    """The plan is SQL text: column names with dots, backticks and spaces stay names, and a
+    model name with quotes and a backslash stays a value."""
+    odd = ["a.b", "we`ird name", "it's"]
+    df = _frame(spark, **{name: f"v{i}" for i, name in enumerate(odd)})
+    name = "o'brien \\ \"model\""
+    renamed = dataclasses.replace(model, spec=dataclasses.replace(model.spec, name=name))
+    passthrough = ", ".join(json.dumps(c) for c in odd)
+    out = score(
+        df, renamed, settings(f"output.passthrough=[{passthrough}]", "output.model_columns=true")
+    )
+    assert out.columns[:4] == ["row_id", *odd]
+    rows = out.collect()
+    assert len(rows) == 20
+    assert {tuple(r[c] for c in odd) for r in rows} == {("v0", "v1", "v2")}
+    assert {r["model_name"] for r in rows} == {name}
 
 
 def test_pass_through_errors(spark: Any, model: LoadedModel) -> None:
