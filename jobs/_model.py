@@ -32,8 +32,12 @@ __all__ = [
     "load_model",
     "output_struct",
     "passthrough_columns",
+    "literal",
+    "passthrough_alias",
     "plan_inputs",
+    "quoted",
     "spark_type",
+    "sql_type",
     "tabular_value",
 ]
 
@@ -164,8 +168,15 @@ def sql_type(dt: DataType) -> str:
 
 
 def input_alias(i: int) -> str:
-    """Inputs travel under private names: a pass-through column may share a model input's name."""
+    """Inputs travel to mapInArrow under private names: a pass-through column may share a
+    model input's name."""
     return f"_mp_in{i}"
+
+
+def passthrough_alias(i: int) -> str:
+    """Pass-through columns travel under private names too: mapInArrow looks its input
+    columns up by name, and a name with a backtick does not parse as one."""
+    return f"_mp_pass{i}"
 
 
 def plan_inputs(
@@ -173,8 +184,7 @@ def plan_inputs(
 ) -> list[str]:
     """The model's inputs as Spark SQL (``expr AS alias``) cast to the ONNX dtypes, or a
     one-line error. SQL text, not Columns: PySpark makes ~13 py4j round trips per ``F.col``
-    and as many per method on a Column, ~600 for the penguins plan, ~0.25 s of every run's
-    planning on one core; ``selectExpr`` takes the whole projection in one call.
+    and as many per method on a Column; ``selectExpr`` takes the whole projection in one call.
 
     ``per_row_cast``: a string column feeding a numeric input is cast row by row (a value
     that does not parse becomes null, an invalid row for :mod:`jobs._validate`) instead of

@@ -47,8 +47,6 @@ __all__ = [
     "checks",
     "first_rule",
     "invalid_count",
-    "literal",
-    "quoted",
     "quarantine_path",
     "quarantined",
     "reason_of",
