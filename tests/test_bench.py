@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from jobs._bench_measure import cpu_split, tree_cpu_seconds
-from jobs._bench_report import cpu_per_million, marginal, ratios, render_markdown, scaling
+from jobs._bench_report import cpu_per_million, marginal, ratios, render_markdown, scaling, targets
 from jobs._udf import _column_values
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +106,19 @@ def test_ratios_follow_the_stated_formulas() -> None:
     assert "| floor_ort | 100.00 | 2000.00 | 2900.00 |" in text
 
 
+def test_targets_are_judged_on_the_one_core_run() -> None:
+    one = _run(1, job=100.0, floor=400.0, out=300.0, hand=80.0, ort=400.0)
+    two = _run(2, job=95.0, floor=400.0, out=300.0, hand=80.0, ort=400.0)
+    got = {what: (run, row, verdict) for what, run, row, verdict in targets([one, two], "rf")}
+    assert got["job ≥ 1.15x the hand-written ONNX UDF"] == (1.25, None, "met")
+    assert got["job ≥ 0.95x the bound 1/(1/floor + 1/ort)"] == (0.5, None, "not met")
+    assert got["job ≥ 1.5x the pickle pandas UDF"] == (None, None, "-")  # the peer failed
+    assert got["job ≥ 1.8x from 1 to 2 cores (wall)"] == (1.9, None, "met")  # 190 over 100
+    assert targets([two], "rf") == []  # no 1-core run: nothing judged per core
+    text = render_markdown({"command": "x", "machine": {}, "runs": [one, two]})
+    assert "| job ≥ 1.15x the hand-written ONNX UDF | 1.25 | - | met |" in text
+
+
 def test_marginal_costs_split_per_row_from_per_run() -> None:
     one = _run(1, job=100.0, floor=400.0, out=300.0, hand=80.0, ort=1e6)
     peers = one["models"]["rf"]["peers"]
@@ -123,6 +136,8 @@ def test_marginal_costs_split_per_row_from_per_run() -> None:
     # the bound per row: floor_output's 1 us + ORT's 1 us, against the job's 2 us
     assert got["job_vs_bound_output_marginal"] == pytest.approx(1.0)
     assert "job_vs_handwritten_onnx_marginal" not in got  # no second size for it
+    judged = {what: row for what, _, row, _ in targets([one], "rf")}
+    assert judged["job ≥ 1.5x the pickle pandas UDF"] == pytest.approx(2.0)  # per row
     assert "| job_vs_pickle_pandas_marginal | 2.00 |" in render_markdown(
         {"command": "x", "machine": {}, "runs": [one]}
     )
