@@ -10,6 +10,7 @@ types over Arrow and convert nothing. Pure functions of a schema: tested without
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +30,13 @@ __all__ = [
     "MODEL_COLUMNS",
     "LoadedModel",
     "ModelSpec",
+    "column",
+    "input_alias",
+    "literal",
     "load_model",
     "output_struct",
-    "passthrough_columns",
-    "literal",
     "passthrough_alias",
+    "passthrough_columns",
     "plan_inputs",
     "quoted",
     "spark_type",
@@ -151,8 +154,15 @@ def quoted(name: str) -> str:
 
 
 def literal(text: str) -> str:
-    """A SQL string literal (backslash escapes: Spark's default parser)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A SQL string that reads as ``text`` under either string-literal parser: a quote or a
+    backslash is written as ``chr()``, not escaped, since with the legacy
+    ``spark.sql.parser.escapedStringLiterals`` a backslash is kept as it is (a category
+    ``o'brien`` would then match nothing, a model name would be written wrong)."""
+    if "'" not in text and "\\" not in text:
+        return f"'{text}'"
+    pieces = re.split(r"(['\\])", text)
+    sql = [f"chr({ord(p)})" if p in ("'", "\\") else f"'{p}'" for p in pieces if p]
+    return f"concat({', '.join(sql)})"
 
 
 def column(name: str) -> Column:

@@ -357,7 +357,8 @@ def score(
     )
     found = checks(df.schema, spec, per_row)  # the invalid-row rules, as SQL text
     # The plan is built from SQL text (selectExpr, where, sql): each PySpark Column call is
-    # ~13 py4j round trips; with Columns this plan made 593, as text 104 (penguins, fail mode).
+    # ~13 py4j round trips; with Columns this plan made 456-623, as text 118-160 (penguins;
+    # tests/test_score_transform.py::test_the_plan_takes_few_py4j_round_trips fails above 250).
     rule = quoted(RULE)
     if on_invalid == "fail":  # an invalid row fails its task, through the first input
         base, extra = df, []

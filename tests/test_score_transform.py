@@ -17,7 +17,7 @@ import pytest
 
 import formats
 from formats.errors import InputError, UsageError
-from jobs._model import LoadedModel, load_model
+from jobs._model import LoadedModel, literal, load_model
 from jobs._settings import Settings, load_settings
 from jobs._udf import ScoreMetrics, score
 from tests.conftest import FEATURES, penguins
@@ -146,6 +146,41 @@ def test_names_and_values_that_need_quoting_in_sql(spark: Any, model: LoadedMode
     assert len(rows) == 20
     assert {tuple(r[c] for c in odd) for r in rows} == {("v0", "v1", "v2")}
     assert {r["model_name"] for r in rows} == {name}
+
+
+@pytest.mark.parametrize("on_invalid", ["fail", "null", "quarantine"])
+def test_the_plan_takes_few_py4j_round_trips(
+    spark: Any, model: LoadedModel, penguins_parquet: Path, on_invalid: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The plan is SQL text because each PySpark Column call is ~13 py4j round trips to the
+    driver's JVM: built from Columns, this plan took 456-623 of them (6666eb7); as text it
+    takes 118-160. Counted, not timed: a plan that goes back to Columns fails here."""
+    df = spark.read.parquet(str(penguins_parquet))
+    client = spark.sparkContext._gateway._gateway_client
+    send, calls = client.send_command, []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return send(*args, **kwargs)
+
+    monkeypatch.setattr(client, "send_command", counted)
+    score(df, model, settings(f"validation.on_invalid={on_invalid}"), ScoreMetrics())
+    monkeypatch.undo()
+    assert 0 < len(calls) < 250
+
+
+@pytest.mark.parametrize("escaped", ["false", "true"])
+def test_sql_strings_read_back_under_either_string_parser(spark: Any, escaped: str) -> None:
+    """Category lists, messages and model columns are SQL strings: each must read back as the
+    text, also under the legacy parser that keeps backslashes as they are."""
+    texts = ["plain", "o'brien", "a\\b", "\\'", "'", "é \" ` $ %", ""]
+    spark.conf.set("spark.sql.parser.escapedStringLiterals", escaped)
+    try:
+        got = spark.sql("SELECT " + ", ".join(literal(t) for t in texts)).first()
+    finally:
+        spark.conf.unset("spark.sql.parser.escapedStringLiterals")
+    assert list(got) == texts
 
 
 def test_pass_through_errors(spark: Any, model: LoadedModel) -> None:
