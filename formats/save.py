@@ -46,6 +46,7 @@ def save(
     tags: dict[str, str] | None = None,
     description: str = "",
     onnx_precision: str = "auto",
+    onnx_trees: str = "auto",
     tolerance: Tolerance | None = None,
     overwrite: bool = False,
 ) -> Bundle:
@@ -74,7 +75,7 @@ def save(
     tmp = _temp_dir(destination)
     try:
         entries = {
-            fmt: _write_format(fmt, model, sample, specs, task, tmp, onnx_precision)
+            fmt: _write_format(fmt, model, sample, specs, task, tmp, (onnx_precision, onnx_trees))
             for fmt in formats
         }
         example = sample.head(EXAMPLE_ROWS)
@@ -119,42 +120,48 @@ def _write_format(
     specs: list[ColumnSpec],
     task: str,
     tmp: Path,
-    onnx_precision: str,
+    onnx: tuple[str, str],
 ) -> FormatEntry:
     file = FORMATS[fmt]
     path = tmp / file
     try:
-        details = _WRITERS[fmt](model, sample, specs, task, path, onnx_precision)
+        details = _WRITERS[fmt](model, sample, specs, task, path, onnx)
     except FormatUnsupportedError as exc:
         path.unlink(missing_ok=True)
         return FormatEntry("failed", step=exc.step, reason=exc.reason)
     return FormatEntry("saved", file=file, details=details)
 
 
-def _pickle(model: Any, _s: pd.DataFrame, _c: Any, _t: str, path: Path, _p: str) -> dict[str, Any]:
+def _pickle(model: Any, _s: pd.DataFrame, _c: Any, _t: str, path: Path, _o: Any) -> dict[str, Any]:
     from formats.sklearn_formats import write_pickle
 
     return write_pickle(model, path)
 
 
-def _skops(model: Any, _s: pd.DataFrame, _c: Any, _t: str, path: Path, _p: str) -> dict[str, Any]:
+def _skops(model: Any, _s: pd.DataFrame, _c: Any, _t: str, path: Path, _o: Any) -> dict[str, Any]:
     from formats.sklearn_formats import write_skops
 
     return write_skops(model, path)
 
 
-def _pmml(model: Any, sample: pd.DataFrame, _c: Any, _t: str, path: Path, _p: str) -> dict[str, Any]:
+def _pmml(model: Any, sample: pd.DataFrame, _c: Any, _t: str, path: Path, _o: Any) -> dict[str, Any]:
     from formats.pmml import write_pmml
 
     return write_pmml(model, sample, path)
 
 
 def _onnx(
-    model: Any, sample: pd.DataFrame, specs: list[ColumnSpec], task: str, path: Path, prec: str
+    model: Any,
+    sample: pd.DataFrame,
+    specs: list[ColumnSpec],
+    task: str,
+    path: Path,
+    onnx: tuple[str, str],
 ) -> dict[str, Any]:
     from formats.onnx.export import export_onnx
 
-    export = export_onnx(model, sample, specs, task, prec)
+    precision, trees = onnx
+    export = export_onnx(model, sample, specs, task, precision, trees)
     path.write_bytes(export.data)
     return export.details
 
@@ -175,8 +182,7 @@ def _check_fitted(model: Any) -> None:
         check_is_fitted(model)
     except NotFittedError:
         raise InputError(
-            f"{type(model).__name__} is not fitted; call fit() on the training data before "
-            "saving"
+            f"{type(model).__name__} is not fitted; call fit() on the training data before saving"
         ) from None
     except TypeError as exc:  # not an estimator at all
         raise InputError(
@@ -265,4 +271,3 @@ def _replace(tmp: Path, destination: Path) -> None:
     os.replace(tmp, destination)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-

@@ -59,6 +59,9 @@ def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
         "best_job_vs_pickle_pandas": round(bound_output / pickle_rate, 2)
         if bound_output and pickle_rate else None,
         "ort_vs_sklearn": round(ort / float(sklearn), 2) if sklearn else None,
+        # the bundle's trees as matrix products over ai.onnx.ml tree ensembles, ORT alone
+        "ort_matmul_vs_ensemble": round(ort / float(local["ort_ensemble_rows_per_s"]), 2)
+        if local.get("ort_ensemble_rows_per_s") else None,
         "job_vs_mlflow_pickle": over("mlflow_pickle"),
         "job_vs_pypmml": over("pypmml_pandas"),
         "job_vs_row_at_a_time": over("row_at_a_time"),
@@ -193,7 +196,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                 else:
                     cells.append(f"fails: {got['error']}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        for key in ("ort_rows_per_s", "sklearn_rows_per_s", "ceiling_rows_per_s"):
+        for key in ("ort_rows_per_s", "ort_ensemble_rows_per_s", "sklearn_rows_per_s",
+                    "ceiling_rows_per_s"):
             cells = [_fmt(r["models"][model]["in_process"].get(key)) for r in runs]
             lines.append(f"| {key.removesuffix('_rows_per_s')} (1 thread, no Spark) | "
                          + " | ".join(cells) + " |")  # fmt: skip
@@ -232,7 +236,28 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["", "One 10k-row batch through the job's worker steps, in one process, ms "
                   "(parquet_write is pyarrow's; Spark's writer runs in the JVM): " + ", ".join(
             f"{k} {v}" for k, v in profile.items()), ""]  # fmt: skip
+    forms = next((r["tree_forms"] for r in runs if r.get("tree_forms")), None)
+    if forms:
+        lines += render_tree_forms(forms)
     return "\n".join(lines) + "\n"
+
+
+def render_tree_forms(forms: list[dict[str, Any]]) -> list[str]:
+    """jobs._bench_trees: the tree ensemble against the matmul form as the trees grow."""
+    lines = ["## Tree forms", "",
+             "ONNX Runtime alone, 1 thread, 10k-row batches, 50 trees on 11 features "
+             "(jobs/_bench_trees.py): ns per row with the ai.onnx.ml tree ensemble and with the "
+             "matrix-product form (formats.onnx.trees_matmul); `trees=\"auto\"` rewrites up "
+             "to the mean splits per tree it names. One row: the latency of a call with a "
+             "single row.", "",
+             "| model | splits per tree | ensemble ns/row | matmul ns/row | matmul speedup "
+             "| one row: ensemble us | one row: matmul us |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {f['kind']} | {f['splits']} | {f['ensemble_ns_per_row']} | "
+              f"{f['matmul_ns_per_row']} | {f['speedup']:.2f}x | "
+              f"{f.get('ensemble_one_row_us', '-')} | {f.get('matmul_one_row_us', '-')} |"
+              for f in forms]  # fmt: skip
+    return [*lines, ""]
 
 
 def render_cluster(report: dict[str, Any]) -> str:

@@ -57,19 +57,15 @@ MARGINAL = ("job", "floor_arrow", "floor_output", "floor_ort", "handwritten_onnx
 def _memory_check(args: argparse.Namespace) -> int:
     """``--memory-check``: the job alone on ``--rows`` rows (10M by default) with driver and
     executor memory at 1g, local[2]; rows checked, peak Python worker RSS measured."""
-    from formats import save
     from jobs._bench_measure import WorkerMemory, spark_session
     from jobs._peers import PEERS, Context
     from jobs.datagen import generate
-    from jobs.export import train
 
     work = Path(args.workdir)
     data, bundle_dir = work / f"data-{args.rows}", work / "bundle-rf"
     if not data.exists():
         generate(args.rows, data)
-    if not bundle_dir.exists():
-        fitted, x_train = train("rf")
-        save(fitted, bundle_dir, sample=x_train, formats=["pickle", "pmml", "onnx"])
+    _save_bundle(bundle_dir, "rf")
     spark = spark_session(args.cores, "1g")
     ctx = Context(spark, str(data), str(bundle_dir), str(work / "out-big"), [], [], b"", b"", "")
     start = time.perf_counter()
@@ -128,16 +124,22 @@ def _plan(spark: Any, work: Path, data: Path, model: str, rows: int) -> dict[str
     return {name: (ctx, rows) for name in ("job", "floor_arrow")}
 
 
-def _context(spark: Any, work: Path, data: Path, model: str) -> Any:
+def _save_bundle(bundle_dir: Path, model: str) -> None:
+    """The model's bundle, saved afresh by every run: one left by an earlier checkout would
+    measure that checkout's export (e.g. its tree form), not this one's."""
     from formats import save
-    from formats.bundle import Bundle
-    from jobs._peers import Context
     from jobs.export import train
 
+    fitted, x_train = train(model)
+    save(fitted, bundle_dir, sample=x_train, formats=["pickle", "pmml", "onnx"], overwrite=True)
+
+
+def _context(spark: Any, work: Path, data: Path, model: str) -> Any:
+    from formats.bundle import Bundle
+    from jobs._peers import Context
+
     bundle_dir = work / f"bundle-{model}"
-    if not bundle_dir.exists():
-        fitted, x_train = train(model)
-        save(fitted, bundle_dir, sample=x_train, formats=["pickle", "pmml", "onnx"])
+    _save_bundle(bundle_dir, model)
     bundle = Bundle.open(bundle_dir)
     m = bundle.manifest
     return Context(
@@ -187,6 +189,10 @@ def _child(args: argparse.Namespace) -> int:
             "in_process": measure_in_process(str(data), bundle_dir),
         }
     spark.stop()
+    if args.cores == 1 and args.tree_forms:  # no Spark: ORT alone, on the same pinned core
+        from jobs._bench_trees import tree_forms
+
+        results["tree_forms"] = tree_forms()
     print(json.dumps(results))
     return 0
 
@@ -261,6 +267,7 @@ def _run_child(cores: int, args: argparse.Namespace) -> dict[str, Any]:
         "--models", ",".join(args.models), "--peers", ",".join(args.peers),
         "--workdir", args.workdir, "--memory", args.memory,
         "--marginal-rows", str(args.marginal_rows),
+        *(["--tree-forms"] if args.tree_forms else []),
     ]  # fmt: skip
     print("$ " + " ".join(command), file=sys.stderr)
     proc = subprocess.run(command, stdout=subprocess.PIPE, text=True)
@@ -286,6 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--marginal-rows", type=int, default=0,
         help="on 1 core, also run the key peers on this many rows (more than --rows): their "
         "cost per row and per run apart",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tree-forms", action="store_true",
+        help="on 1 core, also time ORT's tree ensembles against their matmul form as trees grow",
     )  # fmt: skip
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(

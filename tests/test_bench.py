@@ -106,6 +106,37 @@ def test_ratios_follow_the_stated_formulas() -> None:
     assert "| floor_ort | 100.00 | 2000.00 | 2900.00 |" in text
 
 
+def test_the_tree_forms_are_timed_and_reported(tmp_path: Path) -> None:
+    from formats import save
+    from formats.onnx.scorer import OnnxScorer
+    from jobs._bench_measure import _ensemble_rate
+    from jobs._bench_trees import tree_forms
+    from jobs.export import train
+
+    forms = tree_forms(splits=(7,))  # real forests, real ORT; no assertion on the times
+    assert [(f["kind"], f["splits"], f["rewritten"]) for f in forms] == [
+        ("classifier", 7, True), ("regressor", 7, True)]  # fmt: skip
+    assert all(f["ensemble_ns_per_row"] > 0 and f["matmul_ns_per_row"] > 0 for f in forms)
+    assert all(f["ensemble_one_row_us"] > 0 and f["matmul_one_row_us"] > 0 for f in forms)
+    one = _run(1, job=100.0, floor=400.0, out=300.0, hand=80.0, ort=400.0)
+    one["models"]["rf"]["in_process"]["ort_ensemble_rows_per_s"] = 250.0
+    one["tree_forms"] = [dict(forms[0], ensemble_ns_per_row=900, matmul_ns_per_row=600,
+                              speedup=1.5, ensemble_one_row_us=20, matmul_one_row_us=90)]  # fmt: skip
+    assert ratios(one, "rf")["ort_matmul_vs_ensemble"] == pytest.approx(1.6)
+    text = render_markdown({"command": "x", "machine": {}, "runs": [one]})
+    assert "| classifier | 7 | 900 | 600 | 1.50x | 20 | 90 |" in text
+    # the bundle's own model against its trees as ai.onnx.ml ensembles, on the same feeds
+    fitted, x_train = train("rf")
+    for form, rated in (("matmul", True), ("ensemble", False)):
+        bundle = save(fitted, tmp_path / form, sample=x_train, formats=["onnx", "pickle"],
+                      onnx_trees=form)  # fmt: skip
+        m = bundle.manifest
+        scorer = OnnxScorer(bundle.read("model.onnx"), m.task, m.classes, m.inputs)
+        feeds = [scorer.feed({c.name: x_train[c.name].to_numpy() for c in m.inputs})]
+        rate = _ensemble_rate(tmp_path / form, feeds, len(x_train))
+        assert (rate is not None and rate > 0) if rated else rate is None
+
+
 def test_targets_are_judged_on_the_one_core_run() -> None:
     one = _run(1, job=100.0, floor=400.0, out=300.0, hand=80.0, ort=400.0)
     two = _run(2, job=95.0, floor=400.0, out=300.0, hand=80.0, ort=400.0)

@@ -48,6 +48,13 @@ def _tags(values: tuple[str, ...]) -> dict[str, str]:
     show_default=True,
     help="auto: float32 unless it flips a label of the sample, then float64.",
 )
+@click.option(
+    "--onnx-trees",
+    type=click.Choice(["auto", "matmul", "ensemble"]),
+    default="auto",
+    show_default=True,
+    help="Tree ensembles as matrix products (faster for small trees) or as ai.onnx.ml trees.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle.")
 def save(
     model: Path,
@@ -59,6 +66,7 @@ def save(
     tags: tuple[str, ...],
     description: str,
     onnx_precision: str,
+    onnx_trees: str,
     overwrite: bool,
 ) -> None:
     """Save the fitted pipeline in MODEL (a pickle or joblib file) as a bundle.
@@ -84,6 +92,7 @@ def save(
         tags=_tags(tags),
         description=description,
         onnx_precision=onnx_precision,
+        onnx_trees=onnx_trees,
         overwrite=overwrite,
     )
     print_saved(bundle)
