@@ -43,7 +43,7 @@ KINDS = ("TreeEnsembleClassifier", "TreeEnsembleRegressor")
 # form="auto" rewrites an ensemble whose trees have at most this many splits on average.
 # Measured by `make bench` (jobs/_bench_trees.py: 50 trees, 11 features, 10k-row batches, one
 # core): the matmul form is ~1.8x the tree walk at 15 splits for a 3-class forest and ~1.1x
-# for a regressor; they meet near 26 and 18 splits. Its cost grows with the splits, a walk's
+# for a regressor; they meet near 27 and 19 splits. Its cost grows with the splits, a walk's
 # with their logarithm.
 MAX_MEAN_SPLITS = 16
 _COMPARE = {b"BRANCH_LEQ": "LessOrEqual", b"BRANCH_LT": "Less"}
