@@ -45,8 +45,8 @@ def _timings(model: Any, x: Any) -> tuple[float, float]:
 
 def tree_forms(splits: tuple[int, ...] = SPLITS) -> list[dict[str, Any]]:
     """Per kind and size: ns per row in batches for the tree ensemble and the matmul form, their
-    ratio, and each one's latency for a single row (where the matmul form's ~10 ops per group
-    of trees cost more than the walk)."""
+    ratio, and each one's latency for a single row (where the matmul form's ~7 ops per tree
+    cost more than the walk)."""
     import numpy as np
     from skl2onnx import to_onnx
     from sklearn.datasets import make_classification
