@@ -44,9 +44,10 @@ ML = "ai.onnx.ml"
 KINDS = ("TreeEnsembleClassifier", "TreeEnsembleRegressor")
 # form="auto" rewrites an ensemble whose trees have at most this many splits on average.
 # Measured by `make bench` (jobs/_bench_trees.py: 50 trees, 11 features, 10k-row batches, one
-# core): the matmul form is ~1.8x the tree walk at 15 splits for a 3-class forest and ~1.1x
-# for a regressor; they meet near 27 and 19 splits. Its cost grows with the splits, a walk's
-# with their logarithm.
+# core; docs/bench-2026-12-05.md, an Intel Xeon): at 15 splits the matmul form is ~2.1x the
+# tree walk for a 3-class forest and ~1.5x for a regressor; they meet near 30 and 24 splits
+# (27 and 19 on an AMD EPYC with the earlier, batched form). Its cost grows with the splits,
+# a walk's with their logarithm; 16 leaves room for a CPU where the gain is smaller.
 MAX_MEAN_SPLITS = 16
 _COMPARE = {b"BRANCH_LEQ": "LessOrEqual", b"BRANCH_LT": "Less"}
 MIN_OPSET = 13  # LessOrEqual (12), and Gather of 13
