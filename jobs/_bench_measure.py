@@ -120,7 +120,9 @@ def _batches(data: str, limit: int | None = None) -> list[Any]:
 
 def measure_in_process(data: str, bundle_dir: Path) -> dict[str, Any]:
     """ORT rows/s on prepared feeds, the pyarrow → ORT → Parquet ceiling, one batch's profile;
-    all on one thread (ORT intra_op_num_threads=1)."""
+    all on one thread (ORT intra_op_num_threads=1). ``ort`` runs the model as the job runs it
+    (string columns as int32 codes where formats.onnx.string_codes applies), ``ort_strings``
+    the bundle's model.onnx fed strings, as the hand-written peers run it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -132,13 +134,16 @@ def measure_in_process(data: str, bundle_dir: Path) -> dict[str, Any]:
     feeds = [scorer.feed({n: b.column(n).to_numpy(zero_copy_only=False) for n in names})
              for b in sample]  # fmt: skip
     rows = sum(b.num_rows for b in sample)
-    runs = []
-    for _ in range(3):
-        start = time.perf_counter()
-        for feed in feeds:
-            scorer.run(feed)
-        runs.append(time.perf_counter() - start)
-    ort_rate = rows / statistics.median(runs)
+    strings_rate = _rate(scorer.run, feeds, rows)
+    coded = _coded(bundle_dir)
+    ort_rate = strings_rate
+    if coded is not None:
+        codes, session = coded
+        coded_feeds = [
+            {n: codes.codes(n, f[n].ravel()).reshape(-1, 1) if n in codes.vocabularies else f[n]
+             for n in f} for f in feeds
+        ]  # fmt: skip
+        ort_rate = _rate(lambda f: session.run(None, f), coded_feeds, rows)
     ensemble_rate = _ensemble_rate(bundle_dir, feeds, rows)
     sklearn_rate = _sklearn_rate(bundle_dir, names, sample)
 
@@ -159,11 +164,37 @@ def measure_in_process(data: str, bundle_dir: Path) -> dict[str, Any]:
     ceiling = total / (time.perf_counter() - start)
     return {
         "ort_rows_per_s": round(ort_rate, 1),
+        **({"ort_strings_rows_per_s": round(strings_rate, 1)} if coded is not None else {}),
         **({"ort_ensemble_rows_per_s": round(ensemble_rate, 1)} if ensemble_rate else {}),
         "sklearn_rows_per_s": round(sklearn_rate, 1),
         "ceiling_rows_per_s": round(ceiling, 1),
         "profile_ms_per_10k": _profile(bundle_dir, sample),
     }
+
+
+def _rate(run: Any, feeds: list[Any], rows: int) -> float:
+    """Rows/s of ``run`` over ``feeds``, the median of 3 passes."""
+    runs = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for feed in feeds:
+            run(feed)
+        runs.append(time.perf_counter() - start)
+    return rows / statistics.median(runs)
+
+
+def _coded(bundle_dir: Path) -> tuple[Any, Any] | None:
+    """(StringCodes, a 1-thread session of its model) when the job feeds codes, else None."""
+    import onnxruntime as ort
+
+    from jobs._model import load_model
+
+    codes = load_model(bundle_dir).string_codes
+    if isinstance(codes, str):
+        return None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    return codes, ort.InferenceSession(codes.model, options, providers=["CPUExecutionProvider"])
 
 
 def _ensemble_rate(bundle_dir: Path, feeds: list[Any], rows: int) -> float | None:
@@ -234,14 +265,22 @@ def _profile(bundle_dir: Path, sample: list[Any]) -> dict[str, float]:
     from jobs._model import load_model, output_struct, spark_type
 
     model = load_model(bundle_dir)
-    spec = model.spec
+    spec, data, codes = model.spec, model.onnx, model.string_codes
+    if not isinstance(codes, str):  # the job's default: string columns sent as int32 codes
+        spec, data = model.coded_spec(codes), codes.model
     out_schema = to_arrow_schema(StructType(output_struct(spec)))  # as the job's _ArrowTask
-    scorer = _udf.cached_scorer(spec, lambda: model.onnx, _udf.Runtime(intra_op_threads=1))
+    scorer = _udf.cached_scorer(spec, lambda: data, _udf.Runtime(intra_op_threads=1))
     # the Arrow types the JVM's cast to spark_type(dtype) sends (strings as they are)
     types = [to_arrow_type(spark_type(d)) for d in spec.onnx_dtypes]
 
+    def column(batch: Any, i: int) -> Any:  # the JVM's cast, or its CASE to codes
+        name = spec.columns[i].name
+        if spec.codes and spec.codes[i] is not None and not isinstance(codes, str):
+            return pa.array(codes.codes(name, batch.column(name).to_pylist()), pa.int32())
+        return batch.column(name).cast(types[i])
+
     def as_sent(batch: Any) -> bytes:  # what the JVM writes to the worker's socket
-        arrays = [batch.column(c.name).cast(t) for c, t in zip(spec.columns, types, strict=True)]
+        arrays = [column(batch, i) for i in range(len(spec.columns))]
         sent = pa.RecordBatch.from_arrays([*arrays, batch.column("row_id")],
                                           names=[*spec.input_names, "row_id"])  # fmt: skip
         return _ipc(sent)

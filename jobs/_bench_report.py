@@ -59,6 +59,9 @@ def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
         "best_job_vs_pickle_pandas": round(bound_output / pickle_rate, 2)
         if bound_output and pickle_rate else None,
         "ort_vs_sklearn": round(ort / float(sklearn), 2) if sklearn else None,
+        # the model as the job runs it (string columns as int32 codes) over model.onnx on strings
+        "ort_codes_vs_strings": round(ort / float(local["ort_strings_rows_per_s"]), 2)
+        if local.get("ort_strings_rows_per_s") else None,
         # the bundle's trees as matrix products over ai.onnx.ml tree ensembles, ORT alone
         "ort_matmul_vs_ensemble": round(ort / float(local["ort_ensemble_rows_per_s"]), 2)
         if local.get("ort_ensemble_rows_per_s") else None,
@@ -196,8 +199,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                 else:
                     cells.append(f"fails: {got['error']}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        for key in ("ort_rows_per_s", "ort_ensemble_rows_per_s", "sklearn_rows_per_s",
-                    "ceiling_rows_per_s"):
+        for key in ("ort_rows_per_s", "ort_strings_rows_per_s", "ort_ensemble_rows_per_s",
+                    "sklearn_rows_per_s", "ceiling_rows_per_s"):
             cells = [_fmt(r["models"][model]["in_process"].get(key)) for r in runs]
             lines.append(f"| {key.removesuffix('_rows_per_s')} (1 thread, no Spark) | "
                          + " | ".join(cells) + " |")  # fmt: skip

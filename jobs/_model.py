@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +27,13 @@ if TYPE_CHECKING:
     from pyspark.sql import Column
     from pyspark.sql.types import DataType, StructField, StructType
 
+    from formats.onnx.string_codes import StringCodes
+
 __all__ = [
     "MODEL_COLUMNS",
     "LoadedModel",
     "ModelSpec",
+    "code_of",
     "column",
     "input_alias",
     "literal",
@@ -41,6 +45,7 @@ __all__ = [
     "quoted",
     "spark_type",
     "sql_type",
+    "strings_as_codes",
     "tabular_value",
 ]
 
@@ -61,6 +66,10 @@ class ModelSpec:
     onnx_dtypes: tuple[str, ...]  # tabular: the ONNX dtype of each column ("float32", "str")
     tensors: tuple[TensorInput, ...]  # tensor models: the ONNX inputs
     outputs: tuple[OutputField, ...]
+    # tabular, when the job feeds the string columns as codes (formats.onnx.string_codes):
+    # each column's vocabulary (code i is codes[c][i], len(codes[c]) any other string), None
+    # for a numeric column; () when strings are fed as strings
+    codes: tuple[tuple[str, ...] | None, ...] = ()
 
     @property
     def tabular(self) -> bool:
@@ -77,6 +86,28 @@ class LoadedModel:
     bundle: Bundle
     spec: ModelSpec
     onnx: bytes = field(repr=False)
+
+    @cached_property
+    def string_codes(self) -> StringCodes | str:
+        """The model with its string inputs as int32 codes, or why it cannot have them; made
+        when first asked for (~30 ms for the penguins forest), once per driver."""
+        import onnx
+
+        from formats.onnx.string_codes import encode
+
+        if not self.spec.tabular:
+            return "the model takes tensors"
+        codes = encode(onnx.load_from_string(self.onnx))
+        if isinstance(codes, str):
+            return codes
+        if any(ord(c) < 32 for v in codes.vocabularies.values() for s in v for c in s):
+            return "a category has a control character, which Spark SQL text cannot hold"
+        return codes
+
+    def coded_spec(self, codes: StringCodes) -> ModelSpec:
+        """The spec whose string columns arrive as ``codes``' int32 codes."""
+        vocab = codes.vocabularies
+        return replace(self.spec, codes=tuple(vocab.get(c.name) for c in self.spec.columns))
 
 
 def load_model(location: str | Path) -> LoadedModel:
@@ -210,8 +241,8 @@ def plan_inputs(
         )
     exprs = []
     for i, (spec_col, dtype) in enumerate(zip(spec.columns, spec.onnx_dtypes, strict=True)):
-        f = fields[spec_col.name]
-        exprs.append(f"{tabular_value(f, dtype, per_row_cast)} AS {input_alias(i)}")
+        f, vocab = fields[spec_col.name], spec.codes[i] if spec.codes else None
+        exprs.append(f"{tabular_value(f, dtype, per_row_cast, vocab)} AS {input_alias(i)}")
     return exprs
 
 
@@ -236,10 +267,13 @@ def _nearest(missing: list[str], have: list[str]) -> str:
     return f"; did you mean {', '.join(hints)}?" if hints else ""
 
 
-def tabular_value(f: StructField, dtype: str, per_row_cast: bool = False) -> str:
+def tabular_value(
+    f: StructField, dtype: str, per_row_cast: bool = False, codes: Sequence[str] | None = None
+) -> str:
     """The column ``f`` as the model's ``dtype`` input takes it (SQL). ``try_cast``, not ``cast``:
     under ANSI mode a value the type cannot hold (NaN or 1e300 into int64) would fail the
-    task with Spark's own error; as null it is an invalid row that jobs._validate names."""
+    task with Spark's own error; as null it is an invalid row that jobs._validate names.
+    ``codes``: a string column's vocabulary; the value is then its int32 code."""
     from pyspark.sql import types as T
 
     seen = f.dataType.simpleString()
@@ -249,7 +283,7 @@ def tabular_value(f: StructField, dtype: str, per_row_cast: bool = False) -> str
                 f"column {f.name!r} is {seen} but the model takes strings (categories); cast it "
                 "to string first"
             )
-        return quoted(f.name)
+        return quoted(f.name) if codes is None else code_of(quoted(f.name), codes)
     is_string = isinstance(f.dataType, T.StringType | T.CharType | T.VarcharType)
     if not _is_numeric(f.dataType) and not (is_string and per_row_cast):
         raise InputError(
@@ -259,6 +293,28 @@ def tabular_value(f: StructField, dtype: str, per_row_cast: bool = False) -> str
                if is_string else "")
         )  # fmt: skip
     return f"try_cast({quoted(f.name)} AS {sql_type(spark_type(dtype))})"
+
+
+def code_of(value: str, codes: Sequence[str]) -> str:
+    """SQL: the int code of the string ``value`` (see formats.onnx.string_codes): null is fed
+    as "" (as OnnxScorer feeds a missing string), a value outside ``codes`` as len(codes).
+    A CASE on literals: Spark compiles it to a chain of comparisons, no lookup per row in
+    Python, and the column crosses to the worker as 4 bytes a row."""
+    whens = " ".join(f"WHEN {literal(v)} THEN {i}" for i, v in enumerate(codes))
+    return f"CASE coalesce({value}, '') {whens} ELSE {len(codes)} END"
+
+
+def strings_as_codes(schema: StructType, spec: ModelSpec) -> str:
+    """Why the string columns cannot be compared as the model compares them ("" when they
+    can): ONNX compares bytes; a column with another collation (UTF8_LCASE) or a CHAR column
+    (padded) compares otherwise in Spark."""
+    from pyspark.sql import types as T
+
+    for c, dtype in zip(spec.columns, spec.onnx_dtypes, strict=True):
+        f = schema[c.name] if c.name in schema.fieldNames() else None
+        if dtype == "str" and f is not None and f.dataType != T.StringType():
+            return f"column {c.name!r} is {f.dataType.simpleString()}, not a plain string"
+    return ""
 
 
 def _plan_tensors(

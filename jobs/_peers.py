@@ -117,10 +117,16 @@ def floor_ort(ctx: Context) -> None:
     one task CPU) on that feed for every batch. The job less its conversions, validation and
     observations: job / floor_ort is what those cost; floor_ort's worker CPU over
     floor_output's is ORT's cost inside a Spark worker, beside ``ort`` (ORT alone in one
-    process, no JVM sharing its core and caches)."""
+    process, no JVM sharing its core and caches). The model is the one the job runs: string
+    columns as int32 codes where formats.onnx.string_codes applies (the columns still cross
+    as floor_output sends them; the first batch's codes are made in the worker, once)."""
     import pyarrow as pa
 
-    model, columns = ctx.onnx, ctx.columns
+    from jobs._model import load_model
+
+    codes = load_model(ctx.bundle).string_codes
+    model = ctx.onnx if isinstance(codes, str) else codes.model
+    columns = ctx.columns
     schema, names, scores = _made_up_scores(ctx)
 
     def first_feed(batch: pa.RecordBatch, inputs: list[Any]) -> dict[str, np.ndarray]:
@@ -129,6 +135,8 @@ def floor_ort(ctx: Context) -> None:
             values = batch.column(columns.index(spec.name) + 1).to_numpy(zero_copy_only=False)
             if spec.type == "tensor(string)":
                 values = np.where(pd.isna(values), "", values).astype(object)
+            elif spec.type == "tensor(int32)" and not isinstance(codes, str):
+                values = codes.codes(spec.name, [v if isinstance(v, str) else None for v in values])
             else:
                 values = values.astype(np.int64 if spec.type == "tensor(int64)" else np.float32)
             feed[spec.name] = values.reshape(-1, 1)

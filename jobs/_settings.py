@@ -51,6 +51,9 @@ class ExecutionSettings:
     gpu_device_id: int = 0
     # spark.sql.execution.arrow.maxRecordsPerBatch: rows per ONNX Runtime call.
     max_records_per_batch: int = 10000
+    # Category (string) inputs as int32 codes computed in the JVM, the model's string ops as a
+    # lookup table (formats.onnx.string_codes): the same scores, less work per row.
+    string_codes: bool = True
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,9 @@ class RunSummary:
     provider: str  # what ONNX Runtime really ran on the executors (session.get_providers()[0])
     worker_processes: int
     ort_sessions: int
+    # how string columns reached the model: "int32 codes (island, sex)" (made in the JVM,
+    # formats.onnx.string_codes), "strings (why not codes)", "" when the model takes none
+    string_inputs: str
     parity: dict[str, Any] | None
     finished: str
 
@@ -69,6 +72,8 @@ def render(summary: RunSummary) -> Any:
         ("provider", summary.provider),
         ("ORT sessions", f"{summary.ort_sessions} in {summary.worker_processes} worker(s)"),
     ]
+    if summary.string_inputs:
+        rows.append(("string inputs", summary.string_inputs))
     if summary.parity is not None:
         rows.append(("parity gate", _parity_text(summary.parity)))
     for what, value in rows:

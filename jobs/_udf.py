@@ -50,6 +50,7 @@ from jobs._model import (
     passthrough_columns,
     plan_inputs,
     quoted,
+    strings_as_codes,
     tabular_value,
 )
 from jobs._settings import ExecutionSettings, Settings
@@ -125,7 +126,7 @@ def cached_scorer(spec: ModelSpec, load: Callable[[], bytes], runtime: Runtime) 
         runtime.gpu_device_id,
         runtime.allow_cpu_fallback,
     )
-    key = (spec.sha256, choice, threads)
+    key = (spec.sha256, bool(spec.codes), choice, threads)  # codes: the rewritten model
     with _LOCK:
         scorer = _SESSIONS.get(key)
         if scorer is None:
@@ -303,6 +304,7 @@ class ScoreMetrics:
         self.input = Observation(f"modelport_in_{tag}")
         self.output = Observation(f"modelport_out_{tag}")
         self.rules: list[str] = []  # the invalid-row rules counted, by their aggregate's index
+        self.strings = ""  # how string columns reached the model: codes or strings, and why
 
     def invalid_counts(self, found: Sequence[Check]) -> list[Any]:
         """One count per rule, aggregated with the input's row count (the same scan)."""
@@ -325,6 +327,7 @@ class ScoreMetrics:
             "providers": sorted(got_out.get("providers") or []),
             "worker_processes": len(sessions),
             "ort_sessions": sum(sessions.values()),
+            "string_inputs": self.strings,
         }
 
 
@@ -342,7 +345,8 @@ def score(
 
     from jobs._session import master_of, share_bytes
 
-    spec, spark, e = model.spec, df.sparkSession, settings.execution
+    spark, e = df.sparkSession, settings.execution
+    spec, onnx_bytes, strings = _string_inputs(df, model, e.string_codes)
     on_invalid = settings.validation.on_invalid
     per_row = on_invalid != "fail"  # string columns for numeric inputs: cast per row
     inputs = plan_inputs(df.schema, spec, settings.tensor, per_row)
@@ -364,7 +368,10 @@ def score(
         base, extra = df, []
         if found:
             row_id = settings.output.id_column if settings.output.id_column in keep else None
-            first = tabular_value(df.schema[spec.columns[0].name], spec.onnx_dtypes[0], per_row)
+            first = tabular_value(
+                df.schema[spec.columns[0].name], spec.onnx_dtypes[0], per_row,
+                spec.codes[0] if spec.codes else None,
+            )  # fmt: skip
             inputs[0] = f"{stop_on_invalid(found, row_id, first)} AS {input_alias(0)}"
     else:  # the reason and the counts read the row's first broken rule
         base, extra = with_rule(df, found), [rule]
@@ -375,6 +382,7 @@ def score(
     if metrics is not None:
         # fail: a run that ends has no invalid row, so counting them by rule would only cost
         # an aggregate per rule and row (10 for the penguins)
+        metrics.strings = strings
         counts = metrics.invalid_counts(found if on_invalid != "fail" else [])
         selected = selected.observe(metrics.input, sql("count(1) AS `rows`"), *counts)
     if on_invalid == "quarantine":  # jobs._validate.quarantined() writes the others
@@ -389,7 +397,7 @@ def score(
         + [StructField(PROVIDER, StringType()), StructField(WORKER, StringType())]
     )
     task = _ArrowTask(
-        spec, share_bytes(spark, model.onnx), Runtime.from_settings(e), to_arrow_schema(schema),
+        spec, share_bytes(spark, onnx_bytes), Runtime.from_settings(e), to_arrow_schema(schema),
         len(keep), with_error=bool(error),
     )  # fmt: skip
     scored = selected.mapInArrow(task, schema)
@@ -410,6 +418,22 @@ def score(
         shown += [f"{literal(v)} AS {n}" for n, v in zip(MODEL_COLUMNS, values, strict=True)]
     scored = scored.selectExpr(*shown)
     return scored
+
+
+def _string_inputs(df: DataFrame, model: LoadedModel, wanted: bool) -> tuple[ModelSpec, bytes, str]:
+    """The spec and the model the tasks get, and how string columns travel (for the summary):
+    as int32 codes made in the JVM when the model allows it (formats.onnx.string_codes)."""
+    spec = model.spec
+    if "str" not in spec.onnx_dtypes:
+        return spec, model.onnx, ""
+    if not wanted:
+        return spec, model.onnx, "strings (execution.string_codes = false)"
+    codes = model.string_codes
+    why = codes if isinstance(codes, str) else strings_as_codes(df.schema, spec)
+    if why or isinstance(codes, str):
+        return spec, model.onnx, f"strings ({why})"
+    names = [c.name for c, d in zip(spec.columns, spec.onnx_dtypes, strict=True) if d == "str"]
+    return model.coded_spec(codes), codes.model, f"int32 codes ({', '.join(names)})"
 
 
 # --- the public UDF: an iterator pandas UDF returning a struct ------------------------------

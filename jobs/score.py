@@ -194,6 +194,7 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
         provider=", ".join(got["providers"]) or "none (no rows)",
         worker_processes=got["worker_processes"],
         ort_sessions=got["ort_sessions"],
+        string_inputs=got["string_inputs"],
         parity=_parity_dict(report),
         finished=datetime.now(UTC).isoformat(timespec="seconds"),
     )

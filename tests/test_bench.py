@@ -220,6 +220,10 @@ def test_bench_end_to_end_counts_every_row(tmp_path: Path) -> None:
     assert list(profile) == ["ipc_read", "arrow_to_numpy", "feed", "ort", "to_canonical",
                              "to_arrow", "ipc_write", "parquet_write"]  # fmt: skip
     assert all(v > 0 for v in profile.values()), profile
+    # ORT on the model as the job runs it (category codes) and on model.onnx fed strings
+    local = report["runs"][0]["models"]["logreg"]["in_process"]
+    assert local["ort_rows_per_s"] > 0 and local["ort_strings_rows_per_s"] > 0
+    assert "ort_codes_vs_strings" in (tmp_path / "out" / "results.md").read_text()
 
 
 def test_bench_cluster_scaling_runs_on_a_standalone_cluster(tmp_path: Path) -> None:

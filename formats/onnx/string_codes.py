@@ -1,0 +1,453 @@
+"""String inputs as integer codes: a model's string preprocessing, tabulated ahead of time.
+
+A tabular pipeline's categories reach ONNX as string tensors, and the converters' string ops
+(skl2onnx's constant imputer and one-hot encoder: Concat, ArrayFeatureExtractor, LabelEncoder,
+Where, Gather, OneHotEncoder on strings) cost ~14% of ONNX Runtime's time on the penguins random
+forest, besides a Python str object per distinct value and batch in the worker. Those ops only
+ever ask whether a string *equals* one of the model's constants (a LabelEncoder's keys, a
+OneHotEncoder's categories), so every string that is none of them behaves like any other: the
+string part of the graph is a function of ``code = index of the value among the constants``,
+with one more code for "anything else". :func:`encode` evaluates that part once, on every code,
+and puts the results in a table: the rewritten model takes an int32 code per string input and
+starts with a Gather from the table. The Spark job computes the codes in the JVM (a CASE), so
+the category columns cross to Python as int32 buffers and never become Python strings.
+
+The tables are ONNX Runtime's own outputs for those codes, so the rewritten model returns what
+the original returns, bit for bit. Rewritten only where that holds, else :func:`encode` says why
+not and the caller feeds strings as before:
+
+- every op that reads a string's content compares it with constants (:data:`_EQUALITY`); the
+  others only move strings about (:data:`_MOVES`). A regex, a tokenizer or a cast from string
+  reads more than equality and stops the rewrite;
+- the string part is row-wise: checked on the table's own rows, in both orders and one by one;
+- a table has at most :data:`MAX_TABLE_ROWS` rows. A selection from a concatenation of columns
+  (how skl2onnx routes each category column) is resolved first, so a table usually depends on
+  one column: ``len(constants) + 2`` rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+__all__ = ["MAX_TABLE_ROWS", "StringCodes", "encode"]
+
+MAX_TABLE_ROWS = 4096
+ML = "ai.onnx.ml"
+# Ops that move strings about without reading them.
+_MOVES = {
+    ("", op)
+    for op in (
+        "Identity", "Concat", "Gather", "Split", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
+        "Transpose", "Where", "Expand", "Slice", "Tile",
+    )
+} | {(ML, "ArrayFeatureExtractor")}  # fmt: skip
+# Ops that read a string only to compare it with constants (Equal: with one side constant).
+_EQUALITY = {(ML, "LabelEncoder"), (ML, "OneHotEncoder"), (ML, "CategoryMapper"), ("", "Equal")}
+
+
+@dataclass(frozen=True)
+class StringCodes:
+    """A model whose string inputs are int32 codes. ``vocabularies[name][i]`` has code ``i``;
+    any other string (a category the model never saw) has code ``len(vocabularies[name])``.
+    A missing value is the empty string, as the original model is fed one."""
+
+    model: bytes
+    vocabularies: dict[str, tuple[str, ...]]
+
+    def codes(self, name: str, values: Iterable[str | None]) -> np.ndarray:
+        """``values`` of input ``name`` as the rewritten model takes them (for tests and
+        callers outside Spark; the job computes them in the JVM)."""
+        vocab = self.vocabularies[name]
+        index = {v: i for i, v in enumerate(vocab)}
+        return np.array([index.get(v or "", len(vocab)) for v in values], dtype=np.int32)
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _graphs_in(node: onnx.NodeProto) -> bool:
+    return any(
+        a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute
+    )
+
+
+def _deps(
+    graph: onnx.GraphProto, strings: Sequence[str]
+) -> tuple[dict[str, frozenset[str]], list[onnx.NodeProto]]:
+    """Which string inputs each tensor depends on, over the nodes no other input reaches (the
+    region); a tensor any other input reaches is left out."""
+    deps: dict[str, frozenset[str]] = {s: frozenset([s]) for s in strings}
+    deps.update({i.name: frozenset() for i in graph.initializer})
+    deps[""] = frozenset()  # an omitted optional input
+    region = []
+    for node in graph.node:
+        if _graphs_in(node) or any(i not in deps for i in node.input):
+            continue
+        d = frozenset().union(*(deps[i] for i in node.input))
+        deps.update({o: d for o in node.output})
+        region.append(node)
+    return deps, region
+
+
+def _submodel(
+    model: onnx.ModelProto,
+    nodes: Sequence[onnx.NodeProto],
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+) -> Any:
+    """An ONNX Runtime session of ``nodes``: string ``inputs`` in, ``outputs`` (untyped) out."""
+    import onnxruntime as ort
+
+    g = model.graph
+    used = {i for n in nodes for i in n.input}
+    graph = helper.make_graph(
+        list(nodes),
+        "string_part",
+        [i for i in g.input if i.name in inputs],
+        [onnx.ValueInfoProto(name=o) for o in outputs],
+        [t for t in g.initializer if t.name in used],
+    )
+    sub = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(
+        sub.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+
+
+def _needed(nodes: Sequence[onnx.NodeProto], targets: Iterable[str]) -> list[onnx.NodeProto]:
+    """The nodes (in order) that ``targets`` are computed from."""
+    want, keep = set(targets), []
+    for node in reversed(nodes):
+        if want & set(node.output):
+            keep.append(node)
+            want |= set(node.input)
+    return keep[::-1]
+
+
+def _constants(model: onnx.ModelProto) -> set[str]:
+    """Every string the graph holds: in the nodes' attributes and the initializers. A string
+    input can only be compared with these."""
+    found: set[str] = set()
+    for node in model.graph.node:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.STRING:
+                found.add(a.s.decode("utf-8", "surrogateescape"))
+            elif a.type == onnx.AttributeProto.STRINGS:
+                found.update(s.decode("utf-8", "surrogateescape") for s in a.strings)
+            elif a.type == onnx.AttributeProto.TENSOR and a.t.data_type == TensorProto.STRING:
+                found.update(s.decode("utf-8", "surrogateescape") for s in a.t.string_data)
+    for t in model.graph.initializer:
+        if t.data_type == TensorProto.STRING:
+            found.update(s.decode("utf-8", "surrogateescape") for s in t.string_data)
+    return found
+
+
+def _rank(value_info: onnx.ValueInfoProto) -> int:
+    return len(value_info.type.tensor_type.shape.dim)
+
+
+def _feed(
+    model: onnx.ModelProto, names: Sequence[str], rows: Sequence[tuple[str, ...]]
+) -> dict[str, np.ndarray]:
+    ranks = {i.name: _rank(i) for i in model.graph.input}
+    feed = {}
+    for k, name in enumerate(names):
+        column = np.array([r[k] for r in rows], dtype=object)
+        feed[name] = column.reshape(-1, 1) if ranks[name] == 2 else column
+    return feed
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+
+
+def _resolve_selections(
+    graph: onnx.GraphProto, region: Sequence[onnx.NodeProto], shapes: dict[str, tuple[int, ...]]
+) -> dict[str, str]:
+    """Selections of one column from a concatenation of ``[rows, 1]`` columns, as that column:
+    ``{selected tensor: concatenated column}``. Without this every category column would
+    depend on every other through skl2onnx's Concat, and a table would need their product."""
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    concats = {
+        n.output[0]: list(n.input)
+        for n in region
+        if n.op_type == "Concat" and _attrs(n).get("axis") in (1, -1)
+        and all(shapes.get(i, ())[1:] == (1,) for i in n.input)
+    }  # fmt: skip
+    alias = {}
+    for n in region:
+        if n.input[:1] == [] or n.input[0] not in concats or len(n.input) < 2:
+            continue
+        axis = _attrs(n).get("axis", 0)
+        picks = (n.domain == ML and n.op_type == "ArrayFeatureExtractor") or (
+            n.domain == "" and n.op_type == "Gather" and axis in (1, -1)
+        )
+        index = consts.get(n.input[1])
+        if not picks or index is None or index.size != 1 or shapes.get(n.output[0], ())[1:] != (1,):
+            continue
+        columns = concats[n.input[0]]
+        i = int(index.reshape(-1)[0])
+        if -len(columns) <= i < len(columns):
+            alias[n.output[0]] = columns[i]
+    return alias
+
+
+def _renamed(graph: onnx.GraphProto, alias: dict[str, str]) -> onnx.GraphProto:
+    g = onnx.GraphProto()
+    g.CopyFrom(graph)
+    del g.node[:]
+    for node in graph.node:
+        if alias.keys() & set(node.output):
+            continue  # a resolved selection
+        n = onnx.NodeProto()
+        n.CopyFrom(node)
+        n.input[:] = [alias.get(i, i) for i in node.input]
+        g.node.append(n)
+    for o in g.output:
+        if o.name in alias:
+            raise _NotEncoded(f"the graph output {o.name!r} is a string column")
+    return g
+
+
+class _NotEncoded(Exception):
+    pass
+
+
+def _string_typed(graph: onnx.GraphProto, region: Sequence[onnx.NodeProto], strings: Sequence[str]) -> set[str]:
+    """The region's string tensors, from the ops' type rules (before anything runs: an op that
+    parses strings would fail on the probe's values)."""
+    typed = set(strings) | {t.name for t in graph.initializer if t.data_type == TensorProto.STRING}
+    for n in region:
+        op, a = (n.domain if n.domain != "ai.onnx" else "", n.op_type), _attrs(n)
+        if op == ("", "Where"):
+            out = bool(typed & set(n.input[1:]))
+        elif op in _MOVES:
+            out = bool(typed & set(n.input[:1] if op[1] != "Concat" else n.input))
+        elif op == (ML, "LabelEncoder"):
+            out = "values_strings" in a or (
+                "values_tensor" in a and a["values_tensor"].data_type == TensorProto.STRING
+            )
+        elif op == (ML, "CategoryMapper"):
+            out = n.input[0] not in typed
+        elif op == ("", "Cast"):
+            out = a.get("to") == TensorProto.STRING
+        elif op == ("", "Constant"):
+            out = "value_strings" in a or (
+                "value" in a and a["value"].data_type == TensorProto.STRING
+            )
+        else:
+            out = False
+        if out:
+            typed.update(n.output)
+    return typed
+
+
+def _check_reads(
+    region: Sequence[onnx.NodeProto], deps: dict[str, frozenset[str]], typed: set[str]
+) -> None:
+    for n in region:
+        strings = [i for i in n.input if deps.get(i) and i in typed]
+        if not strings:
+            continue
+        op = (n.domain if n.domain != "ai.onnx" else "", n.op_type)
+        if op in _MOVES and not (op == ("", "Where") and n.input[0] in strings):
+            continue
+        if op in _EQUALITY and not (op == ("", "Equal") and len(strings) == 2):
+            continue
+        raise _NotEncoded(f"{n.op_type} node {n.name!r} reads strings beyond comparing them")
+
+
+def encode(model: onnx.ModelProto, max_rows: int = MAX_TABLE_ROWS) -> StringCodes | str:
+    """``model`` with its string inputs as int32 codes, or why it cannot be (one line)."""
+    try:
+        return _encode(model, max_rows)
+    except _NotEncoded as exc:
+        return str(exc)
+
+
+def _encode(original: onnx.ModelProto, max_rows: int) -> StringCodes:
+    g = original.graph
+    inits = {t.name for t in g.initializer}
+    strings = [
+        i.name for i in g.input
+        if i.name not in inits and i.type.tensor_type.elem_type == TensorProto.STRING
+    ]  # fmt: skip
+    if not strings:
+        raise _NotEncoded("the model has no string input")
+    constants = _constants(original) | {""}
+    vocab = tuple(sorted(constants))
+    unknown = "\x00unknown"
+    while unknown in constants:
+        unknown += "\x00"
+    codes = (*vocab, unknown)  # the value each code stands for, in code order
+    deps, region = _deps(g, strings)
+    _check_reads(region, deps, _string_typed(g, region, strings))
+    _, shapes = _observe(original, region, deps, strings, unknown)
+    model = onnx.ModelProto()
+    model.CopyFrom(original)
+    model.graph.CopyFrom(_renamed(g, _resolve_selections(g, region, shapes)))
+    g = model.graph
+    deps, region = _deps(g, strings)
+    types, shapes = _observe(model, region, deps, strings, unknown)
+    _check_reads(region, deps, {t for t, d in types.items() if d == np.dtype(object)})
+    # the part to tabulate: the nodes that take or make a string, and what they are computed
+    # from; constant nodes (no input from the data) stay in the graph
+    stringy = [
+        o for n in region for o in n.output
+        if deps[n.output[0]] and any(types.get(t) == np.dtype(object) for t in [*n.input, *n.output])
+    ]  # fmt: skip
+    part = [n for n in _needed(region, stringy) if deps[n.output[0]]]
+    inside = {id(n) for n in part}
+    made = {o for n in part for o in n.output}
+    read_outside = {i for n in g.node if id(n) not in inside for i in n.input}
+    edge = sorted(made & (read_outside | {o.name for o in g.output}))
+    for name in strings:
+        if name in read_outside:
+            raise _NotEncoded(f"the string input {name!r} feeds an op that also takes numbers")
+    for t in edge:
+        if types[t] == np.dtype(object):
+            raise _NotEncoded(f"the string tensor {t!r} reaches an op that also takes numbers")
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for t in edge:
+        groups.setdefault(tuple(s for s in strings if s in deps[t]), []).append(t)
+    added: list[onnx.NodeProto] = []
+    tables: list[TensorProto] = []
+    for k, (inputs, outputs) in enumerate(sorted(groups.items())):
+        rows = len(codes) ** len(inputs)
+        if rows > max_rows:
+            raise _NotEncoded(
+                f"{outputs[0]!r} depends on {len(inputs)} string columns together: {rows} "
+                f"combinations of codes, over {max_rows}"
+            )
+        combos = list(itertools.product(codes, repeat=len(inputs)))
+        values = _tabulate(model, _needed(region, outputs), inputs, outputs, combos)
+        index = _index(inputs, len(codes), f"_codes{k}", added, tables)
+        for out, table in zip(outputs, values, strict=True):
+            name = f"_codes{k}_table{len(tables)}"
+            tables.append(numpy_helper.from_array(table, name))
+            added.append(helper.make_node("Gather", [name, index], [out], name=f"{name}_gather"))
+    return StringCodes(_assemble(model, part, added, tables, strings), {s: vocab for s in strings})
+
+
+def _observe(
+    model: onnx.ModelProto,
+    region: Sequence[onnx.NodeProto],
+    deps: dict[str, frozenset[str]],
+    strings: Sequence[str],
+    unknown: str,
+) -> tuple[dict[str, np.dtype[Any]], dict[str, tuple[int, ...]]]:
+    """The dtype and shape of every tensor the string inputs reach, from a run on two rows."""
+    named = [o for n in region for o in n.output if o and deps[o]]
+    try:
+        session = _submodel(model, region, strings, named)
+        rows = [("",) * len(strings), (unknown,) * len(strings)]
+        got = (
+            [np.asarray(v) for v in session.run(named, _feed(model, strings, rows))]
+            if named
+            else []
+        )
+    except Exception as exc:  # ORT's errors have no common type
+        raise _NotEncoded(
+            f"the string part does not run alone ({str(exc).splitlines()[0]})"
+        ) from None
+    types = {n: v.dtype for n, v in zip(named, got, strict=True)}
+    shapes = {n: tuple(v.shape) for n, v in zip(named, got, strict=True)}
+    bad = [n for n, shape in shapes.items() if shape[:1] != (2,)]
+    if bad:
+        raise _NotEncoded(f"the tensor {bad[0]!r} is not one row per input row")
+    types.update({s: np.dtype(object) for s in strings})
+    shapes.update({s: (2, 1) for s in strings})
+    return types, shapes
+
+
+def _tabulate(
+    model: onnx.ModelProto,
+    nodes: Sequence[onnx.NodeProto],
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    rows: list[tuple[str, ...]],
+) -> list[np.ndarray]:
+    """``outputs`` on every combination of codes, checked row-wise: the rows rotated by one
+    give the values rotated by one, and rows alone (all of them, up to 64) their own values."""
+    session = _submodel(model, nodes, inputs, outputs)
+
+    def run(batch: list[tuple[str, ...]]) -> list[np.ndarray]:
+        return [np.asarray(v) for v in session.run(list(outputs), _feed(model, inputs, batch))]
+
+    values, rotated = run(rows), run(rows[1:] + rows[:1])
+    alone = {i: run([rows[i]]) for i in np.linspace(0, len(rows) - 1, min(len(rows), 64), dtype=int)}
+    for k, (v, r) in enumerate(zip(values, rotated, strict=True)):
+        if not _same(np.roll(v, -1, axis=0), r) or any(
+            not _same(v[i : i + 1], got[k]) for i, got in alone.items()
+        ):
+            raise _NotEncoded("the string part is not row-wise")
+    return values
+
+
+def _index(
+    inputs: Sequence[str],
+    size: int,
+    prefix: str,
+    nodes: list[onnx.NodeProto],
+    tables: list[TensorProto],
+) -> str:
+    """The row of the table, as a 1-D int32 tensor: the inputs' codes as the digits of a
+    number in base ``size``, the first most significant (itertools.product's order)."""
+    index = inputs[0]
+    if len(inputs) > 1:
+        tables.append(numpy_helper.from_array(np.array(size, dtype=np.int32), f"{prefix}_base"))
+    for k, name in enumerate(inputs[1:]):
+        scaled, total = f"{prefix}_scaled{k}", f"{prefix}_sum{k}"
+        nodes.append(helper.make_node("Mul", [index, f"{prefix}_base"], [scaled], name=scaled))
+        nodes.append(helper.make_node("Add", [scaled, name], [total], name=total))
+        index = total
+    tables.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{prefix}_flat"))
+    out = f"{prefix}_index"
+    nodes.append(helper.make_node("Reshape", [index, f"{prefix}_flat"], [out], name=out))
+    return out
+
+
+def _assemble(
+    model: onnx.ModelProto,
+    part: Sequence[onnx.NodeProto],
+    added: Sequence[onnx.NodeProto],
+    tables: Sequence[TensorProto],
+    strings: Sequence[str],
+) -> bytes:
+    """The graph without ``part``, the tables' lookups in front, string inputs as int32."""
+    g = onnx.GraphProto()
+    g.CopyFrom(model.graph)
+    inside = {id(n) for n in part}
+    kept = [*added, *(n for n in model.graph.node if id(n) not in inside)]
+    # drop what nothing reads any more (the constants only the string part used)
+    wanted = {o.name for o in g.output}
+    live: list[onnx.NodeProto] = []
+    for node in reversed(kept):
+        if wanted & set(node.output):
+            live.append(node)
+            wanted |= set(node.input)
+    del g.node[:]
+    g.node.extend(live[::-1])
+    initializers = [t for t in [*g.initializer, *tables] if t.name in wanted]
+    del g.initializer[:]
+    g.initializer.extend(initializers)
+    del g.value_info[:]
+    for i in g.input:
+        if i.name in strings:
+            i.type.tensor_type.elem_type = TensorProto.INT32
+    out = helper.make_model(g, opset_imports=model.opset_import, ir_version=model.ir_version)
+    out.producer_name = model.producer_name
+    onnx.checker.check_model(out)
+    data: bytes = out.SerializeToString()
+    return data
