@@ -24,6 +24,7 @@ from jobs._settings import OutputSettings, TensorSettings
 from jobs._tensor import OutputField, TensorInput, probe_outputs, tensor_inputs
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.sql import Column
     from pyspark.sql.types import DataType, StructField, StructType
 
@@ -103,6 +104,31 @@ class LoadedModel:
         if any(ord(c) < 32 for v in codes.vocabularies.values() for s in v for c in s):
             return "a category has a control character, which Spark SQL text cannot hold"
         return codes
+
+    def codes_disagree(self, codes: StringCodes, sample: pd.DataFrame) -> str:
+        """How the coded model's scores of ``sample`` differ from model.onnx's ("" when they
+        are the same): the parity gate's check of the model the job really broadcasts."""
+        import numpy as np
+
+        from formats.onnx.scorer import OnnxScorer
+        from formats.schema import conform
+
+        m, spec = self.bundle.manifest, self.spec
+        args = (m.task, m.classes, m.inputs)
+        original = OnnxScorer(self.onnx, *args, providers=["CPUExecutionProvider"])
+        coded = OnnxScorer(codes.model, *args, providers=["CPUExecutionProvider"])
+        x = conform(sample, m.inputs)
+        columns = {c: x[c].to_numpy() for c in x.columns}
+        for name in codes.vocabularies:
+            columns[name] = codes.codes(name, [v if isinstance(v, str) else None for v in x[name]])
+        want = original.predict(x)
+        got = coded.canonical(coded.run(coded.feed(columns)), x.index)
+        for f in spec.outputs:
+            a, b = want[f.name].to_numpy(), got[f.name].to_numpy()
+            same = (a == b) if a.dtype == object else np.isclose(a, b, rtol=0, atol=1e-6)
+            if not np.all(same):
+                return f"{f.name} differs on {int((~same).sum())} of {len(x)} sample rows"
+        return ""
 
     def coded_spec(self, codes: StringCodes) -> ModelSpec:
         """The spec whose string columns arrive as ``codes``' int32 codes."""

@@ -207,3 +207,31 @@ def test_a_collated_column_is_sent_as_strings(
     np.testing.assert_allclose(
         scored[[f"proba_{c}" for c in fitted.classes_]].to_numpy(), want, atol=1e-5, rtol=0
     )
+
+
+def test_the_parity_gate_checks_the_coded_model(
+    spark: Any, odd_bundle: tuple[Any, LoadedModel]
+) -> None:
+    """The gate compares the model the job broadcasts with model.onnx as saved: a wrong table
+    (here: two categories' codes swapped) stops the job before it scores."""
+    import dataclasses
+
+    from formats.errors import VerificationFailedError
+    from jobs.score import parity_gate
+
+    _, model = odd_bundle
+    data = _rows().dropna(subset=[c for c in FEATURES if c != "sex"])
+    codes = model.string_codes
+    assert isinstance(codes, StringCodes)
+    assert model.codes_disagree(codes, data[FEATURES]) == ""
+    vocab = list(codes.vocabularies["island"])
+    a, b = vocab.index("Biscoe"), vocab.index("Torgersen")
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    wrong = dataclasses.replace(codes, vocabularies={**codes.vocabularies, "island": tuple(vocab)})
+    assert " differs on " in model.codes_disagree(wrong, data[FEATURES])
+    tampered = LoadedModel(model.bundle, model.spec, model.onnx)
+    tampered.__dict__["string_codes"] = wrong  # what the cached property would hold
+    df = spark.createDataFrame(data)
+    with pytest.raises(VerificationFailedError, match="with category codes and as saved disagree"):
+        parity_gate(df, tampered, load_settings(None, []))
+    assert parity_gate(df, tampered, load_settings(None, ["execution.string_codes=false"]))
