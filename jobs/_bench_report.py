@@ -62,8 +62,11 @@ def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
         # the model as the job runs it (string columns as int32 codes) over model.onnx on strings
         "ort_codes_vs_strings": round(ort / float(local["ort_strings_rows_per_s"]), 2)
         if local.get("ort_strings_rows_per_s") else None,
-        # the bundle's trees as matrix products over ai.onnx.ml tree ensembles, ORT alone
-        "ort_matmul_vs_ensemble": round(ort / float(local["ort_ensemble_rows_per_s"]), 2)
+        # the bundle's trees as matrix products over ai.onnx.ml tree ensembles, ORT alone, both
+        # fed strings (model.onnx as saved: ort_strings where the job's model takes codes)
+        "ort_matmul_vs_ensemble": round(
+            float(local.get("ort_strings_rows_per_s") or ort)
+            / float(local["ort_ensemble_rows_per_s"]), 2)
         if local.get("ort_ensemble_rows_per_s") else None,
         "job_vs_mlflow_pickle": over("mlflow_pickle"),
         "job_vs_pypmml": over("pypmml_pandas"),

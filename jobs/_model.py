@@ -101,8 +101,9 @@ class LoadedModel:
         codes = encode(onnx.load_from_string(self.onnx))
         if isinstance(codes, str):
             return codes
-        if any(ord(c) < 32 for v in codes.vocabularies.values() for s in v for c in s):
-            return "a category has a control character, which Spark SQL text cannot hold"
+        if any(ord(c) < 32 or 0xD800 <= ord(c) < 0xE000 for v in codes.vocabularies.values()
+               for s in v for c in s):  # fmt: skip
+            return "a category has a control character or is not UTF-8, which SQL text cannot hold"
         return codes
 
     def codes_disagree(self, codes: StringCodes, sample: pd.DataFrame) -> str:

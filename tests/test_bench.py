@@ -123,6 +123,10 @@ def test_the_tree_forms_are_timed_and_reported(tmp_path: Path) -> None:
     one["tree_forms"] = [dict(forms[0], ensemble_ns_per_row=900, matmul_ns_per_row=600,
                               speedup=1.5, ensemble_one_row_us=20, matmul_one_row_us=90)]  # fmt: skip
     assert ratios(one, "rf")["ort_matmul_vs_ensemble"] == pytest.approx(1.6)
+    # with category codes, the tree forms compare on model.onnx as saved (both fed strings)
+    one["models"]["rf"]["in_process"]["ort_strings_rows_per_s"] = 300.0
+    assert ratios(one, "rf")["ort_matmul_vs_ensemble"] == pytest.approx(1.2)
+    assert ratios(one, "rf")["ort_codes_vs_strings"] == pytest.approx(1.33)
     text = render_markdown({"command": "x", "machine": {}, "runs": [one]})
     assert "| classifier | 7 | 900 | 600 | 1.50x | 20 | 90 |" in text
     # the bundle's own model against its trees as ai.onnx.ml ensembles, on the same feeds

@@ -80,7 +80,10 @@ def test_the_coded_model_scores_as_the_pipeline(kind: str, tmp_path: Path) -> No
     assert types["island"] == types["sex"] == TensorProto.INT32
     # no string op is left: the graph takes and makes no string tensor at all
     assert not {"OneHotEncoder", "ArrayFeatureExtractor"} & {n.op_type for n in rewritten.graph.node}
-    assert ODD in codes.vocabularies["island"] and "" in codes.vocabularies["island"]
+    # each column's codes tell apart only what the model compares it with: its own categories,
+    # the imputer's fill value, "" (a missing value); not the other column's, not the classes
+    assert codes.vocabularies["island"] == ("", "Biscoe", ODD, "Torgersen", "missing")
+    assert codes.vocabularies["sex"] == ("", "female", "male", "missing")
 
     x = _rows()
     strings, coded = _feeds(original, codes, x)
@@ -138,7 +141,9 @@ def test_two_columns_read_together_are_tabulated_up_to_the_limit() -> None:
     both = helper.make_node("Concat", ["s", "t"], ["st"], axis=1)
     model = _graph([both, _label("y", "st", ["a", "b", "c"])], ["s", "t"], _out("y", 2))
     refused = encode(model, max_rows=20)
-    assert refused == "'y' depends on 2 string columns together: 25 combinations of codes, over 20"
+    assert refused == (
+        "'y' depends on 2 string column(s) together: 25 combinations of codes, over 20"
+    )
     codes = encode(model)
     assert isinstance(codes, StringCodes)
     s = np.array([["a"], ["zz"], [""], ["c"]], dtype=object)

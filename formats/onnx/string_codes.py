@@ -22,7 +22,8 @@ not and the caller feeds strings as before:
 - the string part is row-wise: checked on the table's own rows, in both orders and one by one;
 - a table has at most :data:`MAX_TABLE_ROWS` rows. A selection from a concatenation of columns
   (how skl2onnx routes each category column) is resolved first, so a table usually depends on
-  one column: ``len(constants) + 2`` rows.
+  one column, and a column's codes tell apart only the constants it is compared with (its
+  encoder's categories, a fill value, ""): ``categories + 2`` rows.
 """
 
 from __future__ import annotations
@@ -133,22 +134,46 @@ def _needed(nodes: Sequence[onnx.NodeProto], targets: Iterable[str]) -> list[onn
     return keep[::-1]
 
 
-def _constants(model: onnx.ModelProto) -> set[str]:
-    """Every string the graph holds: in the nodes' attributes and the initializers. A string
-    input can only be compared with these."""
+def _strings_of(node: onnx.NodeProto) -> set[str]:
     found: set[str] = set()
-    for node in model.graph.node:
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.STRING:
-                found.add(a.s.decode("utf-8", "surrogateescape"))
-            elif a.type == onnx.AttributeProto.STRINGS:
-                found.update(s.decode("utf-8", "surrogateescape") for s in a.strings)
-            elif a.type == onnx.AttributeProto.TENSOR and a.t.data_type == TensorProto.STRING:
-                found.update(s.decode("utf-8", "surrogateescape") for s in a.t.string_data)
-    for t in model.graph.initializer:
-        if t.data_type == TensorProto.STRING:
-            found.update(s.decode("utf-8", "surrogateescape") for s in t.string_data)
+    for a in node.attribute:
+        if a.type == onnx.AttributeProto.STRING:
+            found.add(a.s.decode("utf-8", "surrogateescape"))
+        elif a.type == onnx.AttributeProto.STRINGS:
+            found.update(s.decode("utf-8", "surrogateescape") for s in a.strings)
+        elif a.type == onnx.AttributeProto.TENSOR and a.t.data_type == TensorProto.STRING:
+            found.update(s.decode("utf-8", "surrogateescape") for s in a.t.string_data)
     return found
+
+
+def _initializer_strings(graph: onnx.GraphProto, read: set[str]) -> set[str]:
+    return {
+        s.decode("utf-8", "surrogateescape")
+        for t in graph.initializer
+        if t.data_type == TensorProto.STRING and t.name in read
+        for s in t.string_data
+    }
+
+
+def _vocabularies(
+    graph: onnx.GraphProto,
+    region: Sequence[onnx.NodeProto],
+    deps: dict[str, frozenset[str]],
+    strings: Sequence[str],
+) -> dict[str, tuple[str, ...]]:
+    """The strings each input can be compared with, so the only ones its code must tell
+    apart: the constants of the nodes it reaches (a LabelEncoder's keys, a OneHotEncoder's
+    categories), and the constant tensors (an Equal's other side: from a node no input
+    reaches, or an initializer). "" is always one: a missing value is fed as ""."""
+    shared = {""} | _initializer_strings(graph, {i for n in region for i in n.input})
+    for n in region:
+        if n.output and not deps[n.output[0]]:
+            shared |= _strings_of(n)
+    found = {s: set(shared) for s in strings}
+    for n in region:
+        for s in deps[n.output[0]] if n.output else ():
+            found[s] |= _strings_of(n)
+    return {s: tuple(sorted(v)) for s, v in found.items()}
 
 
 def _rank(value_info: onnx.ValueInfoProto) -> int:
@@ -285,12 +310,12 @@ def _encode(original: onnx.ModelProto, max_rows: int) -> StringCodes:
     ]  # fmt: skip
     if not strings:
         raise _NotEncoded("the model has no string input")
-    constants = _constants(original) | {""}
-    vocab = tuple(sorted(constants))
-    unknown = "\x00unknown"
+    constants = set().union(*(_strings_of(n) for n in g.node)) | _initializer_strings(
+        g, {t.name for t in g.initializer}
+    )
+    unknown = "\x00unknown"  # a string none of the model's: what "any other string" runs as
     while unknown in constants:
         unknown += "\x00"
-    codes = (*vocab, unknown)  # the value each code stands for, in code order
     deps, region = _deps(g, strings)
     _check_reads(region, deps, _string_typed(g, region, strings))
     _, shapes = _observe(original, region, deps, strings, unknown)
@@ -318,26 +343,29 @@ def _encode(original: onnx.ModelProto, max_rows: int) -> StringCodes:
     for t in edge:
         if types[t] == np.dtype(object):
             raise _NotEncoded(f"the string tensor {t!r} reaches an op that also takes numbers")
+    vocab = _vocabularies(g, region, deps, strings)
+    codes = {s: (*vocab[s], unknown) for s in strings}  # what each code stands for, in order
     groups: dict[tuple[str, ...], list[str]] = {}
     for t in edge:
         groups.setdefault(tuple(s for s in strings if s in deps[t]), []).append(t)
     added: list[onnx.NodeProto] = []
     tables: list[TensorProto] = []
     for k, (inputs, outputs) in enumerate(sorted(groups.items())):
-        rows = len(codes) ** len(inputs)
+        sizes = [len(codes[s]) for s in inputs]
+        rows = int(np.prod(sizes))
         if rows > max_rows:
             raise _NotEncoded(
-                f"{outputs[0]!r} depends on {len(inputs)} string columns together: {rows} "
+                f"{outputs[0]!r} depends on {len(inputs)} string column(s) together: {rows} "
                 f"combinations of codes, over {max_rows}"
             )
-        combos = list(itertools.product(codes, repeat=len(inputs)))
+        combos = list(itertools.product(*(codes[s] for s in inputs)))
         values = _tabulate(model, _needed(region, outputs), inputs, outputs, combos)
-        index = _index(inputs, len(codes), f"_codes{k}", added, tables)
+        index = _index(inputs, sizes, f"_codes{k}", added, tables)
         for out, table in zip(outputs, values, strict=True):
             name = f"_codes{k}_table{len(tables)}"
             tables.append(numpy_helper.from_array(table, name))
             added.append(helper.make_node("Gather", [name, index], [out], name=f"{name}_gather"))
-    return StringCodes(_assemble(model, part, added, tables, strings), {s: vocab for s in strings})
+    return StringCodes(_assemble(model, part, added, tables, strings), vocab)
 
 
 def _observe(
@@ -397,19 +425,19 @@ def _tabulate(
 
 def _index(
     inputs: Sequence[str],
-    size: int,
+    sizes: Sequence[int],
     prefix: str,
     nodes: list[onnx.NodeProto],
     tables: list[TensorProto],
 ) -> str:
     """The row of the table, as a 1-D int32 tensor: the inputs' codes as the digits of a
-    number in base ``size``, the first most significant (itertools.product's order)."""
+    mixed-radix number (input i's digit has ``sizes[i]`` values), the first most significant
+    (itertools.product's order)."""
     index = inputs[0]
-    if len(inputs) > 1:
-        tables.append(numpy_helper.from_array(np.array(size, dtype=np.int32), f"{prefix}_base"))
-    for k, name in enumerate(inputs[1:]):
-        scaled, total = f"{prefix}_scaled{k}", f"{prefix}_sum{k}"
-        nodes.append(helper.make_node("Mul", [index, f"{prefix}_base"], [scaled], name=scaled))
+    for k, (name, size) in enumerate(zip(inputs[1:], sizes[1:], strict=True)):
+        base, scaled, total = f"{prefix}_base{k}", f"{prefix}_scaled{k}", f"{prefix}_sum{k}"
+        tables.append(numpy_helper.from_array(np.array(size, dtype=np.int32), base))
+        nodes.append(helper.make_node("Mul", [index, base], [scaled], name=scaled))
         nodes.append(helper.make_node("Add", [scaled, name], [total], name=total))
         index = total
     tables.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{prefix}_flat"))
