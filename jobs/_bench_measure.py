@@ -218,13 +218,7 @@ def _ensemble_rate(bundle_dir: Path, feeds: list[Any], rows: int) -> float | Non
     example = pd.read_parquet(io.BytesIO(bundle.read("input_example.parquet")))
     data = export_onnx(model, example, m.inputs, m.task, "float32", "ensemble").data
     scorer = OnnxScorer(data, m.task, m.classes, m.inputs, intra_op_threads=1)
-    runs = []
-    for _ in range(3):
-        start = time.perf_counter()
-        for feed in feeds:
-            scorer.run(feed)
-        runs.append(time.perf_counter() - start)
-    return rows / statistics.median(runs)
+    return _rate(scorer.run, feeds, rows)
 
 
 def _sklearn_rate(bundle_dir: Path, names: list[str], sample: list[Any]) -> float:
@@ -238,14 +232,7 @@ def _sklearn_rate(bundle_dir: Path, names: list[str], sample: list[Any]) -> floa
     model = pickle.loads(Bundle.open(bundle_dir).read("model.pkl"))  # the bundle's own file
     run = getattr(model, "predict_proba", None) or model.predict
     frames = [b.select(names).to_pandas() for b in sample]
-    rows = sum(len(f) for f in frames)
-    runs = []
-    for _ in range(3):
-        start = time.perf_counter()
-        for frame in frames:
-            run(frame)
-        runs.append(time.perf_counter() - start)
-    return rows / statistics.median(runs)
+    return _rate(run, frames, sum(len(f) for f in frames))
 
 
 def _profile(bundle_dir: Path, sample: list[Any]) -> dict[str, float]:
