@@ -96,7 +96,9 @@ class Runtime:
 
 # --- the per-worker cache (module state: one copy per Python worker process) ---------------
 _SESSIONS: dict[tuple[Any, ...], OnnxScorer] = {}
-_BUILT: Counter[str] = Counter()  # model sha256 -> sessions this process built
+# (model sha256, fed codes) -> sessions this process built: the job's coded model and the
+# public UDF's model.onnx are two models, each with its own session
+_BUILT: Counter[tuple[str, bool]] = Counter()
 _LOCK = threading.Lock()
 
 
@@ -141,13 +143,13 @@ def cached_scorer(spec: ModelSpec, load: Callable[[], bytes], runtime: Runtime) 
             )
             _providers.check_ran(runtime.provider, scorer.providers[0], runtime.allow_cpu_fallback)
             _SESSIONS[key] = scorer
-            _BUILT[spec.sha256] += 1
+            _BUILT[spec.sha256, bool(spec.codes)] += 1
     return scorer
 
 
-def worker_tag(sha256: str) -> str:
+def worker_tag(spec: ModelSpec) -> str:
     """``pid:sessions built`` — the run summary (and the tests) count sessions per process."""
-    return f"{os.getpid()}:{_BUILT[sha256]}"
+    return f"{os.getpid()}:{_BUILT[spec.sha256, bool(spec.codes)]}"
 
 
 def predict(
@@ -275,7 +277,7 @@ class _ArrowTask:
                 # once per task, on its first rows: an empty partition builds no session, and
                 # the provider choice (task resources, ORT's list) stays out of the batch loop
                 scorer = cached_scorer(spec, self.load, self.runtime)
-                provider, worker = scorer.providers[0], worker_tag(spec.sha256)
+                provider, worker = scorer.providers[0], worker_tag(spec)
             if spec.tabular:
                 cols = {n: _column_values(batch.column(i)) for i, n in enumerate(spec.input_names)}
             else:

@@ -44,9 +44,15 @@ def test_udf_in_with_column_agrees_with_the_pickle(
 def test_udf_and_job_share_code_and_the_worker_cache(
     spark: Any, penguins_bundle: Path, penguins_parquet: Path
 ) -> None:
+    """The job with category codes runs its own (rewritten) model, so its own session; with
+    execution.string_codes = false it runs model.onnx, and shares the UDF's session."""
     df = spark.read.parquet(str(penguins_parquet)).repartition(4)
     model = load_model(penguins_bundle)
-    job = score(df, model, load_settings(None)).toPandas().set_index("row_id").sort_index()
+    frames = {
+        codes: score(df, model, load_settings(None, [f"execution.string_codes={codes}"]))
+        .toPandas().set_index("row_id").sort_index()
+        for codes in ("true", "false")
+    }  # fmt: skip
     udf = onnx_udf(spark, penguins_bundle)
     mine = (
         df.select("row_id", udf(*FEATURES).alias("s"))
@@ -55,7 +61,8 @@ def test_udf_and_job_share_code_and_the_worker_cache(
         .set_index("row_id")
         .sort_index()
     )
-    pd.testing.assert_frame_equal(job, mine)  # identical: the same feed and decoding
+    for job in frames.values():
+        pd.testing.assert_frame_equal(job, mine)  # identical: the same feed and decoding
 
     sha = model.spec.sha256
 
@@ -65,12 +72,16 @@ def test_udf_and_job_share_code_and_the_worker_cache(
         from jobs import _udf
 
         for _ in batches:
-            yield pd.DataFrame({"pid": [os.getpid()], "built": [_udf._BUILT[sha]]})
+            built = _udf._BUILT
+            yield pd.DataFrame(
+                {"pid": [os.getpid()], "strings": [built[sha, False]], "codes": [built[sha, True]]}
+            )
 
-    built = df.mapInPandas(sessions, "pid long, built long").toPandas()
-    # a worker that ran either path built this model's session once (0: a fresh worker)
-    per_worker = built.groupby("pid")["built"].max()
-    assert set(per_worker) <= {0, 1} and 1 in set(per_worker), built
+    built = df.mapInPandas(sessions, "pid long, strings long, codes long").toPandas()
+    # a worker that ran a path built that model's session once (0: a fresh worker)
+    for form in ("strings", "codes"):
+        per_worker = built.groupby("pid")[form].max()
+        assert set(per_worker) <= {0, 1} and 1 in set(per_worker), built
 
 
 def test_tensor_model_udf_with_one_array_argument(spark: Any, cnn: tuple[Any, Path]) -> None:
