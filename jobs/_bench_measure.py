@@ -127,7 +127,9 @@ def measure_in_process(data: str, bundle_dir: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from formats import load
+    from jobs._model import load_model
 
+    model = load_model(bundle_dir)  # the job's view of it: the codes, the profile's spec
     scorer: Any = load(bundle_dir, "onnx", intra_op_threads=1)
     names = [c.name for c in scorer.inputs]
     sample = _batches(data, limit=30)
@@ -135,7 +137,7 @@ def measure_in_process(data: str, bundle_dir: Path) -> dict[str, Any]:
              for b in sample]  # fmt: skip
     rows = sum(b.num_rows for b in sample)
     strings_rate = _rate(scorer.run, feeds, rows)
-    coded = _coded(bundle_dir)
+    coded = _coded(model)
     ort_rate = strings_rate
     if coded is not None:
         codes, session = coded
@@ -168,7 +170,7 @@ def measure_in_process(data: str, bundle_dir: Path) -> dict[str, Any]:
         **({"ort_ensemble_rows_per_s": round(ensemble_rate, 1)} if ensemble_rate else {}),
         "sklearn_rows_per_s": round(sklearn_rate, 1),
         "ceiling_rows_per_s": round(ceiling, 1),
-        "profile_ms_per_10k": _profile(bundle_dir, sample),
+        "profile_ms_per_10k": _profile(model, sample),
     }
 
 
@@ -183,13 +185,11 @@ def _rate(run: Any, feeds: list[Any], rows: int) -> float:
     return rows / statistics.median(runs)
 
 
-def _coded(bundle_dir: Path) -> tuple[Any, Any] | None:
+def _coded(model: Any) -> tuple[Any, Any] | None:
     """(StringCodes, a 1-thread session of its model) when the job feeds codes, else None."""
     import onnxruntime as ort
 
-    from jobs._model import load_model
-
-    codes = load_model(bundle_dir).string_codes
+    codes = model.string_codes
     if isinstance(codes, str):
         return None
     options = ort.SessionOptions()
@@ -235,7 +235,7 @@ def _sklearn_rate(bundle_dir: Path, names: list[str], sample: list[Any]) -> floa
     return _rate(run, frames, sum(len(f) for f in frames))
 
 
-def _profile(bundle_dir: Path, sample: list[Any]) -> dict[str, float]:
+def _profile(model: Any, sample: list[Any]) -> dict[str, float]:
     """Where one 10k-row batch's time goes in the job's Python worker, median over the sample
     batches (ms): the steps of ``jobs._udf._ArrowTask`` on a batch as the JVM sends it (the
     model's columns already in the ONNX dtypes), between pyspark's Arrow IPC read of the input
@@ -249,9 +249,8 @@ def _profile(bundle_dir: Path, sample: list[Any]) -> dict[str, float]:
     from pyspark.sql.types import StructType
 
     from jobs import _udf
-    from jobs._model import load_model, output_struct, spark_type
+    from jobs._model import output_struct, spark_type
 
-    model = load_model(bundle_dir)
     spec, data, codes = model.spec, model.onnx, model.string_codes
     if not isinstance(codes, str):  # the job's default: string columns sent as int32 codes
         spec, data = model.coded_spec(codes), codes.model

@@ -51,6 +51,8 @@ def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
         # the job against itself without conversions, validation and observations
         "job_vs_floor_ort": over("floor_ort"),
         "ort_in_worker_vs_alone": _in_worker(peers, ort),
+        # the category codes (formats.onnx.string_codes) against the job feeding strings
+        "job_vs_job_strings": over("job_strings"),
         "job_vs_handwritten_onnx": over("handwritten_onnx"),
         "job_vs_predict_batch_udf": over("predict_batch_udf"),
         "job_vs_pickle_pandas": over("pickle_pandas"),

@@ -98,13 +98,20 @@ class LoadedModel:
 
         if not self.spec.tabular:
             return "the model takes tensors"
-        codes = encode(onnx.load_from_string(self.onnx))
+        return encode(onnx.load_from_string(self.onnx))
+
+    def codes_for(self, schema: StructType, wanted: bool) -> StringCodes | str:
+        """What the job feeds the model's string columns of ``schema``: the codes, or why
+        strings ("" when the model takes none). The one decision the transform and the parity
+        gate both follow."""
+        if "str" not in self.spec.onnx_dtypes:
+            return ""
+        if not wanted:
+            return "execution.string_codes = false"
+        codes = self.string_codes
         if isinstance(codes, str):
             return codes
-        if any(ord(c) < 32 or 0xD800 <= ord(c) < 0xE000 for v in codes.vocabularies.values()
-               for s in v for c in s):  # fmt: skip
-            return "a category has a control character or is not UTF-8, which SQL text cannot hold"
-        return codes
+        return strings_as_codes(schema, self.spec, codes) or codes
 
     def codes_disagree(self, codes: StringCodes, sample: pd.DataFrame) -> str:
         """How the coded model's scores of ``sample`` differ from model.onnx's ("" when they
@@ -331,16 +338,20 @@ def code_of(value: str, codes: Sequence[str]) -> str:
     return f"CASE coalesce({value}, '') {whens} ELSE {len(codes)} END"
 
 
-def strings_as_codes(schema: StructType, spec: ModelSpec) -> str:
-    """Why the string columns cannot be compared as the model compares them ("" when they
-    can): ONNX compares bytes; a column with another collation (UTF8_LCASE) or a CHAR column
-    (padded) compares otherwise in Spark."""
+def strings_as_codes(schema: StructType, spec: ModelSpec, codes: StringCodes) -> str:
+    """Why Spark cannot make ``codes`` for these string columns ("" when it can): ONNX
+    compares bytes, and a column with another collation (UTF8_LCASE) or a CHAR column
+    (padded) compares otherwise in Spark; a category with a control character or one that is
+    not UTF-8 has no place in the CASE's SQL text."""
     from pyspark.sql import types as T
 
     for c, dtype in zip(spec.columns, spec.onnx_dtypes, strict=True):
         f = schema[c.name] if c.name in schema.fieldNames() else None
         if dtype == "str" and f is not None and f.dataType != T.StringType():
             return f"column {c.name!r} is {f.dataType.simpleString()}, not a plain string"
+    for v in codes.vocabularies.values():
+        if any(ord(ch) < 32 or 0xD800 <= ord(ch) < 0xE000 for s in v for ch in s):
+            return "a category has a control character or is not UTF-8, which SQL text cannot hold"
     return ""
 
 

@@ -45,7 +45,7 @@ def _proba_schema(ctx: Context) -> str:
     return "row_id long, label string, " + ", ".join(f"proba_{c} double" for c in ctx.classes)
 
 
-def job(ctx: Context) -> None:
+def job(ctx: Context, overrides: tuple[str, ...] = ()) -> None:
     """modelport's job transform (jobs._udf.score) with the run summary's observations (rows
     in and out, invalid rows by rule, providers, sessions), as spark-submit jobs/score.py
     writes it; without that job's parity gate and summary file, fixed costs of a run."""
@@ -53,12 +53,18 @@ def job(ctx: Context) -> None:
     from jobs._settings import load_settings
     from jobs._udf import ScoreMetrics, score
 
-    settings, metrics = load_settings(None, [], {}), ScoreMetrics()
+    settings, metrics = load_settings(None, overrides, {}), ScoreMetrics()
     scored = score(ctx.spark.read.parquet(ctx.data), load_model(ctx.bundle), settings, metrics)
     _write(scored, ctx)
     got = metrics.result()
     if got["rows_in"] != got["rows_scored"]:  # no row may be lost between the two observations
         raise RuntimeError(f"the job read {got['rows_in']} rows and scored {got['rows_scored']}")
+
+
+def job_strings(ctx: Context) -> None:
+    """The job with ``execution.string_codes = false``: category columns sent and fed as
+    strings, model.onnx as saved. Against ``job``: what the codes buy the whole job."""
+    job(ctx, ("execution.string_codes=false",))
 
 
 def floor_arrow(ctx: Context) -> None:
@@ -341,6 +347,7 @@ def mlflow_onnx(ctx: Context) -> None:
 
 PEERS: dict[str, Callable[[Context], None]] = {
     "job": job,
+    "job_strings": job_strings,
     "floor_arrow": floor_arrow,
     "floor_output": floor_output,
     "floor_ort": floor_ort,

@@ -50,7 +50,6 @@ from jobs._model import (
     passthrough_columns,
     plan_inputs,
     quoted,
-    strings_as_codes,
     tabular_value,
 )
 from jobs._settings import ExecutionSettings, Settings
@@ -425,16 +424,10 @@ def score(
 def _string_inputs(df: DataFrame, model: LoadedModel, wanted: bool) -> tuple[ModelSpec, bytes, str]:
     """The spec and the model the tasks get, and how string columns travel (for the summary):
     as int32 codes made in the JVM when the model allows it (formats.onnx.string_codes)."""
-    spec = model.spec
-    if "str" not in spec.onnx_dtypes:
-        return spec, model.onnx, ""
-    if not wanted:
-        return spec, model.onnx, "strings (execution.string_codes = false)"
-    codes = model.string_codes
-    why = codes if isinstance(codes, str) else strings_as_codes(df.schema, spec)
-    if why or isinstance(codes, str):
-        return spec, model.onnx, f"strings ({why})"
-    names = [c.name for c, d in zip(spec.columns, spec.onnx_dtypes, strict=True) if d == "str"]
+    codes = model.codes_for(df.schema, wanted)
+    if isinstance(codes, str):
+        return model.spec, model.onnx, codes and f"strings ({codes})"
+    names = [c.name for c in model.spec.columns if c.name in codes.vocabularies]
     return model.coded_spec(codes), codes.model, f"int32 codes ({', '.join(names)})"
 
 

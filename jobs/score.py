@@ -271,8 +271,8 @@ def parity_gate(df: DataFrame, model: LoadedModel, settings: Settings) -> Parity
     report = formats.parity(model.bundle, sample, formats=["onnx"])
     if not report.passed:
         raise VerificationFailedError(_parity_failure(report), report)
-    codes = model.string_codes
-    if settings.execution.string_codes and not isinstance(codes, str):
+    codes = model.codes_for(df.schema, settings.execution.string_codes)
+    if not isinstance(codes, str):
         # the job broadcasts model.onnx with its string part as tables (formats.onnx.string_codes):
         # the same scores by construction, checked here on the same sample
         differs = model.codes_disagree(codes, sample)

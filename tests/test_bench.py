@@ -201,7 +201,7 @@ def test_bench_end_to_end_counts_every_row(tmp_path: Path) -> None:
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
     command = [
         sys.executable, "-m", "jobs.bench", "--rows", "3000", "--cores", "1", "--models", "logreg",
-        "--peers", "job,floor_arrow,floor_output,floor_ort", "--repeats", "1",
+        "--peers", "job,job_strings,floor_arrow,floor_output,floor_ort", "--repeats", "1",
         "--marginal-rows", "6000",
         "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
     ]  # fmt: skip
@@ -210,7 +210,7 @@ def test_bench_end_to_end_counts_every_row(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "out" / "results.json").read_text())
     peers = report["runs"][0]["models"]["logreg"]["peers"]
     small = {"job", "floor_arrow", "floor_output", "floor_ort"}
-    assert set(peers) == small | {f"{n}@big" for n in small}
+    assert set(peers) == small | {"job_strings"} | {f"{n}@big" for n in small}
     for name, got in peers.items():
         # the runner fails a peer that wrote other rows than its input has
         assert got["rows"] == (6000 if name.endswith("@big") else 3000), (name, got)
@@ -228,6 +228,7 @@ def test_bench_end_to_end_counts_every_row(tmp_path: Path) -> None:
     local = report["runs"][0]["models"]["logreg"]["in_process"]
     assert local["ort_rows_per_s"] > 0 and local["ort_strings_rows_per_s"] > 0
     assert "ort_codes_vs_strings" in (tmp_path / "out" / "results.md").read_text()
+    assert "job_vs_job_strings" in (tmp_path / "out" / "results.md").read_text()
 
 
 def test_bench_cluster_scaling_runs_on_a_standalone_cluster(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ not and the caller feeds strings as before:
 - every op that reads a string's content compares it with constants (:data:`_EQUALITY`); the
   others only move strings about (:data:`_MOVES`). A regex, a tokenizer or a cast from string
   reads more than equality and stops the rewrite;
-- the string part is row-wise: checked on the table's own rows, in both orders and one by one;
+- the string part is row-wise: checked on the table's own rows, rotated by one and one by one;
 - a table has at most :data:`MAX_TABLE_ROWS` rows. A selection from a concatenation of columns
   (how skl2onnx routes each category column) is resolved first, so a table usually depends on
   one column, and a column's codes tell apart only the constants it is compared with (its
@@ -68,6 +68,10 @@ class StringCodes:
         vocab = self.vocabularies[name]
         index = {v: i for i, v in enumerate(vocab)}
         return np.array([index.get(v or "", len(vocab)) for v in values], dtype=np.int32)
+
+
+class _NotEncoded(Exception):
+    """Why a model keeps its string inputs (caught by :func:`encode`)."""
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -245,10 +249,6 @@ def _renamed(graph: onnx.GraphProto, alias: dict[str, str]) -> onnx.GraphProto:
     return g
 
 
-class _NotEncoded(Exception):
-    pass
-
-
 def _string_typed(graph: onnx.GraphProto, region: Sequence[onnx.NodeProto], strings: Sequence[str]) -> set[str]:
     """The region's string tensors, from the ops' type rules (before anything runs: an op that
     parses strings would fail on the probe's values)."""
@@ -294,11 +294,16 @@ def _check_reads(
 
 
 def encode(model: onnx.ModelProto, max_rows: int = MAX_TABLE_ROWS) -> StringCodes | str:
-    """``model`` with its string inputs as int32 codes, or why it cannot be (one line)."""
+    """``model`` with its string inputs as int32 codes, or why it cannot be (one line). Never
+    raises: the rewrite only saves time, so a graph it cannot handle (ONNX Runtime refusing a
+    table's run, the checker refusing the result) is fed strings, and the reason says why."""
     try:
         return _encode(model, max_rows)
     except _NotEncoded as exc:
         return str(exc)
+    except Exception as exc:  # ORT and onnx errors have no common type
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return f"the rewrite failed ({type(exc).__name__}: {first})"
 
 
 def _encode(original: onnx.ModelProto, max_rows: int) -> StringCodes:
@@ -325,6 +330,7 @@ def _encode(original: onnx.ModelProto, max_rows: int) -> StringCodes:
     g = model.graph
     deps, region = _deps(g, strings)
     types, shapes = _observe(model, region, deps, strings, unknown)
+    # again with the types the run gave: an op the static rules do not know may make strings
     _check_reads(region, deps, {t for t, d in types.items() if d == np.dtype(object)})
     # the part to tabulate: the nodes that take or make a string, and what they are computed
     # from; constant nodes (no input from the data) stay in the graph
@@ -458,16 +464,12 @@ def _assemble(
     g.CopyFrom(model.graph)
     inside = {id(n) for n in part}
     kept = [*added, *(n for n in model.graph.node if id(n) not in inside)]
-    # drop what nothing reads any more (the constants only the string part used)
-    wanted = {o.name for o in g.output}
-    live: list[onnx.NodeProto] = []
-    for node in reversed(kept):
-        if wanted & set(node.output):
-            live.append(node)
-            wanted |= set(node.input)
+    # without what nothing reads any more (the constants only the string part used)
+    live = _needed(kept, [o.name for o in g.output])
+    read = {i for n in live for i in n.input} | {o.name for o in g.output}
     del g.node[:]
-    g.node.extend(live[::-1])
-    initializers = [t for t in [*g.initializer, *tables] if t.name in wanted]
+    g.node.extend(live)
+    initializers = [t for t in [*g.initializer, *tables] if t.name in read]
     del g.initializer[:]
     g.initializer.extend(initializers)
     del g.value_info[:]
