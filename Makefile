@@ -118,8 +118,8 @@ jvm: setup ## compile the PMML Java UDF (jobs/java) into .cache/jvm (compare doe
 	$(PY) -m jobs._jvm
 
 bench: setup ## the job against its peers, pinned cores, medians (see README: Benchmarks)
-	$(PY) -m jobs.bench --rows $(ROWS) --cores 1,2 --models rf,logreg --repeats 5 --marginal-rows 3000000 --tree-forms
-	$(PY) -m jobs.bench --cluster --rows $(ROWS) --models rf --repeats 5
+	$(PY) -m jobs.bench --rows $(ROWS) --cores 1,2 --models rf,logreg --repeats 5 --marginal-rows 3000000 --tree-forms --scaling-pairs 2
+	$(PY) -m jobs.bench --cluster --rows $(ROWS) --models rf --repeats 5 --scaling-pairs 2
 	$(PY) -m jobs.bench --memory-check --rows 10000000 --cores 2
 
 providers: setup ## ONNX Runtime's execution providers and which of them run here

@@ -4,6 +4,7 @@ no-Spark ceiling and a profile of one batch."""
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -11,18 +12,39 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WorkerMemory", "cpu_split", "measure_in_process", "spark_session", "tree_cpu_seconds"]
+__all__ = ["WorkerMemory", "collectors", "cpu_split", "measure_in_process", "spark_session", "tree_cpu_seconds"]
 
 BATCH = 10_000  # rows per Arrow batch: spark.sql.execution.arrow.maxRecordsPerBatch below
 
 
-def spark_session(cores: int, memory: str, master: str = "") -> Any:
+GC_FLAG = re.compile(r"\s*-XX:\+Use\w+GC")
+
+
+def with_gc(java_options: str, gc: str) -> str:
+    """``java_options`` with its collector replaced by ``-XX:+Use<gc>GC`` (two collector flags
+    would stop the JVM); ``gc`` "conf" keeps them as they are."""
+    if gc == "conf":
+        return java_options
+    return f"{GC_FLAG.sub('', java_options).strip()} -XX:+Use{gc}GC".strip()
+
+
+def spark_session(cores: int, memory: str, master: str = "", gc: str = "conf") -> Any:
     """local[cores] with the job's own properties (conf/spark/local.conf), UI and progress off;
-    with ``master`` (a standalone cluster's URL), ``cores`` one-core executors there."""
-    from jobs._session import build_session
+    with ``master`` (a standalone cluster's URL), ``cores`` one-core executors there, with
+    conf/spark/cluster.conf's executor JVM options. ``gc`` (G1, Parallel, Serial): the JVMs'
+    collector in place of the conf files' one (which name none: the JVM picks SerialGC on one
+    core, G1 on more), for an A/B of that choice."""
+    from jobs._session import build_session, read_properties
     from jobs._settings import load_settings
 
+    driver = "spark.driver.extraJavaOptions"
+    executor = "spark.executor.extraJavaOptions"
     props = Path("conf/spark/local.conf").read_text()
+    driver_options = read_properties("conf/spark/local.conf").get(driver, "")
+    props += f"\n{driver} {with_gc(driver_options, gc)}\n"
+    if master:
+        options = read_properties("conf/spark/cluster.conf").get(executor, "")
+        props += f"{executor} {with_gc(options, gc)}\n"
     props += f"\nspark.master {master or f'local[{cores}]'}\nspark.driver.memory {memory}\n"
     if master:  # the workers run this venv's python: the same machine
         props += f"spark.executor.cores 1\nspark.cores.max {cores}\nspark.executor.memory 1g\n"
@@ -32,11 +54,21 @@ def spark_session(cores: int, memory: str, master: str = "") -> Any:
     fd, path = tempfile.mkstemp(prefix="bench-", suffix=".conf")
     with os.fdopen(fd, "w") as fh:
         fh.write(props)
-    settings = load_settings(
-        "conf/local.toml",
-        [f"spark.properties={path}", f"execution.max_records_per_batch={BATCH}"],
-    )
-    return build_session(settings).spark
+    try:
+        settings = load_settings(
+            "conf/local.toml",
+            [f"spark.properties={path}", f"execution.max_records_per_batch={BATCH}"],
+        )
+        return build_session(settings).spark
+    finally:  # the JVM has its properties once the session is up
+        os.unlink(path)
+
+
+def collectors(spark: Any) -> list[str]:
+    """The driver JVM's garbage collectors as it names them (G1: "G1 Young Generation", ...;
+    Parallel: "PS Scavenge", "PS MarkSweep"; Serial: "Copy", "MarkSweepCompact")."""
+    beans = spark.sparkContext._jvm.java.lang.management.ManagementFactory
+    return [str(b.getName()) for b in beans.getGarbageCollectorMXBeans()]
 
 
 def tree_cpu_seconds(root: int | None = None) -> float:

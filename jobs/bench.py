@@ -50,6 +50,8 @@ __all__ = ["main"]
 SLOW = {"row_at_a_time": 20_000, "pypmml_pandas": 200_000}
 # With more than one core only these run: the job's scaling and the peers it is measured by.
 SCALING = ("job", "floor_arrow", "floor_output", "handwritten_onnx")
+# --scaling-pairs' further sessions run these alone: the scaling target's peer and its floor.
+PAIRED = ("job", "floor_arrow")
 # With --marginal-rows, these also run on that many rows (1 core, the same rounds): the two
 # sizes split a peer's CPU into a cost per row and a cost per run (planning, the write's
 # commit, the session), which 1M rows alone blend.
@@ -98,24 +100,30 @@ def _cluster(args: argparse.Namespace) -> int:
         generate(args.rows, data)
     cpus = sorted(os.sched_getaffinity(0))
     where = work / "cluster"
-    results: dict[str, Any] = {"rows": args.rows, "workers": {}}
-    for workers in (1, 2):
-        running = cluster.up(where, workers=workers, cores=1, memory="1500m", port=0, ui_port=0)
-        try:
-            for i, pid in enumerate(running.workers.values()):
-                subprocess.run(["taskset", "-a", "-pc", str(cpus[i % len(cpus)]), str(pid)],
-                               check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-            spark = spark_session(workers, args.memory, master=running.url)
+    pairs: list[dict[int, Any]] = []
+    for _ in range(1 + args.scaling_pairs):  # with --scaling-pairs, more clusters of 1 and 2
+        pair: dict[int, Any] = {}
+        for workers in (1, 2):
+            running = cluster.up(where, workers=workers, cores=1, memory="1500m", port=0, ui_port=0)
             try:
-                results["workers"][workers] = {
-                    model: _rounds(PEERS, _plan(spark, work, data, model, args.rows),
-                                   args.repeats, f"cluster {workers} worker(s) {model}")
-                    for model in args.models
-                }  # fmt: skip
+                for i, pid in enumerate(running.workers.values()):
+                    subprocess.run(["taskset", "-a", "-pc", str(cpus[i % len(cpus)]), str(pid)],
+                                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+                spark = spark_session(workers, args.memory, master=running.url, gc=args.gc)
+                try:
+                    pair[workers] = {
+                        model: _rounds(PEERS, _plan(spark, work, data, model, args.rows),
+                                       args.repeats, f"cluster {workers} worker(s) {model}")
+                        for model in args.models
+                    }  # fmt: skip
+                finally:
+                    spark.stop()
             finally:
-                spark.stop()
-        finally:
-            cluster.down(where)
+                cluster.down(where)
+        pairs.append(pair)
+    results: dict[str, Any] = {"rows": args.rows, "workers": pairs[0]}
+    if args.scaling_pairs:
+        results["pairs"] = pairs
     print(json.dumps(results))
     return 0
 
@@ -153,7 +161,7 @@ def _context(spark: Any, work: Path, data: Path, model: str) -> Any:
 
 def _child(args: argparse.Namespace) -> int:
     """One core count: every model, every peer; JSON on stdout's last line."""
-    from jobs._bench_measure import measure_in_process, spark_session
+    from jobs._bench_measure import collectors, measure_in_process, spark_session
     from jobs._bench_report import BIG
     from jobs._peers import PEERS, Context
     from jobs.datagen import generate
@@ -161,21 +169,25 @@ def _child(args: argparse.Namespace) -> int:
     work = Path(args.workdir)
     data = work / f"data-{args.rows}"
     slow_data = {rows: work / f"data-{rows}" for rows in SLOW.values() if rows < args.rows}
-    big = args.marginal_rows if args.cores == 1 else 0  # main() refused one below --rows
+    # main() refused one below --rows; a scaling pair's session measures scaling alone
+    big = args.marginal_rows if args.cores == 1 and not args.scaling_only else 0
     sizes = {args.rows: data, **slow_data}
     if big:
         sizes[big] = work / f"data-{big}"
     for rows, path in sizes.items():
         if not path.exists():
             generate(rows, path)
-    spark = spark_session(args.cores, args.memory)
-    results: dict[str, Any] = {"cores": args.cores, "rows": args.rows, "models": {}}
+    spark = spark_session(args.cores, args.memory, gc=args.gc)
+    results: dict[str, Any] = {"cores": args.cores, "rows": args.rows, "models": {},
+                               "gc": collectors(spark)}  # fmt: skip
     for model in args.models:
         bundle_dir = work / f"bundle-{model}"
         ctx = _context(spark, work, data, model)
         plan = {}
         for name in args.peers:
-            if args.cores > 1 and name not in SCALING:
+            if (args.cores > 1 and name not in SCALING) or (
+                args.scaling_only and name not in PAIRED
+            ):
                 continue
             rows = min(SLOW.get(name, args.rows), args.rows)
             where = str(slow_data.get(rows, data))
@@ -188,10 +200,10 @@ def _child(args: argparse.Namespace) -> int:
         peers = _rounds(runners, plan, args.repeats, f"{args.cores} core(s) {model}")
         results["models"][model] = {
             "peers": peers,
-            "in_process": measure_in_process(str(data), bundle_dir),
+            "in_process": {} if args.scaling_only else measure_in_process(str(data), bundle_dir),
         }
     spark.stop()
-    if args.cores == 1 and args.tree_forms:  # no Spark: ORT alone, on the same pinned core
+    if args.cores == 1 and args.tree_forms and not args.scaling_only:  # no Spark: ORT alone
         from jobs._bench_trees import tree_forms
 
         results["tree_forms"] = tree_forms()
@@ -261,15 +273,16 @@ def _last_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-def _run_child(cores: int, args: argparse.Namespace) -> dict[str, Any]:
+def _run_child(cores: int, args: argparse.Namespace, scaling_only: bool = False) -> dict[str, Any]:
     cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0))[:cores])
     command = [
         "taskset", "-c", cpus, sys.executable, "-m", "jobs.bench", "--child",
         "--cores", str(cores), "--rows", str(args.rows), "--repeats", str(args.repeats),
         "--models", ",".join(args.models), "--peers", ",".join(args.peers),
-        "--workdir", args.workdir, "--memory", args.memory,
+        "--workdir", args.workdir, "--memory", args.memory, "--gc", args.gc,
         "--marginal-rows", str(args.marginal_rows),
         *(["--tree-forms"] if args.tree_forms else []),
+        *(["--scaling-only"] if scaling_only else []),
     ]  # fmt: skip
     print("$ " + " ".join(command), file=sys.stderr)
     proc = subprocess.run(command, stdout=subprocess.PIPE, text=True)
@@ -300,7 +313,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--tree-forms", action="store_true",
         help="on 1 core, also time ORT's tree ensembles against their matmul form as trees grow",
     )  # fmt: skip
+    parser.add_argument(
+        "--scaling-pairs", type=int, default=0,
+        help="N more sessions of each core count, alternating, with the scaling peers alone: "
+        "the scaling is then the median over the pairs of sessions (a session's own speed "
+        "varies more than its rounds do)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gc", default="conf", choices=("conf", "G1", "Parallel", "Serial"),
+        help="the JVMs' collector: as conf/spark/*.conf leave it (conf: the JVM's own pick, "
+        "SerialGC on one core and G1 on more), or this one, for an A/B",
+    )  # fmt: skip
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--scaling-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--cluster", action="store_true",
         help="the job's scaling on a standalone cluster: 1, then 2 one-core workers",
@@ -335,20 +360,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: this machine has {len(os.sched_getaffinity(0))} core(s)", file=sys.stderr)
         return 2
     runs = [_run_child(n, args) for n in cores]
+    pairs = [[runs[0], runs[-1]]] if len(cores) > 1 else []
+    for _ in range(args.scaling_pairs if len(cores) > 1 else 0):
+        pairs.append([_run_child(n, args, scaling_only=True) for n in (cores[0], cores[-1])])
     from jobs._bench_report import render_markdown
 
-    return _report(args, argv, "results", "runs", runs, render_markdown)
+    extra = {"scaling_pairs": pairs} if args.scaling_pairs else {}
+    return _report(args, argv, "results", "runs", runs, render_markdown, extra)
 
 
 def _report(
     args: argparse.Namespace, argv: Sequence[str] | None, name: str, key: str, result: Any,
-    render: Any,
+    render: Any, extra: dict[str, Any] | None = None,
 ) -> int:
     """``<out>/<name>.json`` and ``.md`` (written whole or not at all), the Markdown printed."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "python -m jobs.bench " + " ".join(argv if argv is not None else sys.argv[1:])
-    report = {"command": command, "machine": _machine(), key: result}
+    report = {"command": command, "machine": _machine(), key: result, **(extra or {})}
     _atomic(out / f"{name}.json", json.dumps(report, indent=2) + "\n")
     text: str = render(report)
     _atomic(out / f"{name}.md", text)
@@ -360,7 +389,8 @@ def _cluster_report(args: argparse.Namespace, argv: Sequence[str] | None) -> int
     """``--cluster`` in a child process (its Spark session ends with it), then the report."""
     command = [sys.executable, "-m", "jobs.bench", "--child", "--cluster", "--rows",
                str(args.rows), "--repeats", str(args.repeats), "--models", ",".join(args.models),
-               "--workdir", args.workdir, "--memory", args.memory]  # fmt: skip
+               "--workdir", args.workdir, "--memory", args.memory, "--gc", args.gc,
+               "--scaling-pairs", str(args.scaling_pairs)]  # fmt: skip
     print("$ " + " ".join(command), file=sys.stderr)
     proc = subprocess.run(command, stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:

@@ -106,6 +106,30 @@ def test_ratios_follow_the_stated_formulas() -> None:
     assert "| floor_ort | 100.00 | 2000.00 | 2900.00 |" in text
 
 
+def test_scaling_over_pairs_of_sessions_is_their_median_and_judges_the_target() -> None:
+    """With --scaling-pairs the scaling is the median of each pair's, listed beside it."""
+    one = _run(1, job=100.0, floor=400.0, out=300.0, hand=80.0, ort=400.0)
+    pairs = [[one, _run(2, job=j, floor=400.0, out=300.0, hand=80.0, ort=400.0)]
+             for j in (80.0, 95.0, 85.0)]  # fmt: skip
+    text = render_markdown({"command": "x", "machine": {}, "runs": pairs[0],
+                            "scaling_pairs": pairs})  # fmt: skip
+    assert "| job scaling 1 → 2 cores (wall) | 1.70x (median of 3 pairs of sessions: 1.60, " \
+        "1.90, 1.70) |" in text
+    judged = {what: (run, verdict) for what, run, _, verdict in targets(pairs[0], "rf", pairs)}
+    assert judged["job ≥ 1.8x from 1 to 2 cores (wall)"] == (1.7, "not met")
+    # one pair alone: its own figure, as before
+    assert targets(pairs[1], "rf")[-1][1] == pytest.approx(1.9)
+
+
+def test_the_collector_of_an_a_b_replaces_the_conf_files_one() -> None:
+    from jobs._bench_measure import with_gc
+
+    conf = "-Dlog4j2.configurationFile=x -XX:+UseParallelGC -Dy=1"
+    assert with_gc(conf, "conf") == conf
+    assert with_gc(conf, "G1") == "-Dlog4j2.configurationFile=x -Dy=1 -XX:+UseG1GC"
+    assert with_gc("", "Serial") == "-XX:+UseSerialGC"
+
+
 def test_the_tree_forms_are_timed_and_reported(tmp_path: Path) -> None:
     from formats import save
     from formats.onnx.scorer import OnnxScorer
@@ -219,6 +243,8 @@ def test_bench_end_to_end_counts_every_row(tmp_path: Path) -> None:
     # the Python workers apart from the JVM (summed: a few ms each, /proc counts 10 ms ticks)
     assert sum(got["cpu_split"]["workers"] for got in peers.values()) > 0, peers
     assert "job_vs_bound_output" in (tmp_path / "out" / "results.md").read_text()
+    # conf/spark/local.conf names no collector: on one core the JVM picks SerialGC
+    assert set(report["runs"][0]["gc"]) == {"Copy", "MarkSweepCompact"}
     # the profile ran the job's own per-batch steps (an exception in any would fail the run)
     profile = report["runs"][0]["models"]["logreg"]["in_process"]["profile_ms_per_10k"]
     assert list(profile) == ["ipc_read", "arrow_to_numpy", "feed", "ort", "to_canonical",
@@ -231,12 +257,37 @@ def test_bench_end_to_end_counts_every_row(tmp_path: Path) -> None:
     assert "job_vs_job_strings" in (tmp_path / "out" / "results.md").read_text()
 
 
+def test_bench_pairs_of_sessions_run_the_collector_asked_for(tmp_path: Path) -> None:
+    """`--scaling-pairs 1 --gc Parallel`: two pairs of sessions (1 core, 2 cores), each JVM on
+    the collector asked for (not one the JVM picks by itself), the further pair running the
+    job and its floor alone."""
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+    command = [
+        sys.executable, "-m", "jobs.bench", "--rows", "2000", "--cores", "1,2", "--models",
+        "logreg", "--peers", "job,floor_arrow,floor_output", "--repeats", "1",
+        "--scaling-pairs", "1", "--gc", "Parallel",
+        "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    pairs = report["scaling_pairs"]
+    assert [[r["cores"] for r in pair] for pair in pairs] == [[1, 2], [1, 2]]
+    assert all(set(r["gc"]) == {"PS Scavenge", "PS MarkSweep"} for pair in pairs for r in pair)
+    assert set(pairs[0][0]["models"]["logreg"]["peers"]) == {"job", "floor_arrow", "floor_output"}
+    for r in pairs[1]:
+        got = r["models"]["logreg"]["peers"]
+        assert set(got) == {"job", "floor_arrow"} and got["job"]["rows"] == 2000, got
+    assert "(median of 2 pairs of sessions: " in (tmp_path / "out" / "results.md").read_text()
+
+
 def test_bench_cluster_scaling_runs_on_a_standalone_cluster(tmp_path: Path) -> None:
     """`--cluster`: a real master and one, then two, one-core workers; every row counted."""
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
     command = [
         sys.executable, "-m", "jobs.bench", "--cluster", "--rows", "2000", "--models", "logreg",
-        "--repeats", "1", "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+        "--repeats", "1", "--scaling-pairs", "1",
+        "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
     ]  # fmt: skip
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -246,7 +297,11 @@ def test_bench_cluster_scaling_runs_on_a_standalone_cluster(tmp_path: Path) -> N
     for got in workers.values():
         for name in ("job", "floor_arrow"):
             assert got["logreg"][name]["rows"] == 2000, got
-    assert "| logreg | job |" in (tmp_path / "out" / "cluster.md").read_text()
+    assert report["cluster"]["pairs"][0] == workers  # the first pair of clusters is the table's
+    assert [set(pair) for pair in report["cluster"]["pairs"]] == [{"1", "2"}, {"1", "2"}]
+    assert report["cluster"]["pairs"][1]["2"]["logreg"]["job"]["rows"] == 2000
+    text = (tmp_path / "out" / "cluster.md").read_text()
+    assert "| logreg | job |" in text and "(median of 2 pairs of sessions: " in text
     assert not list((tmp_path / "work" / "cluster").glob("*.pid")) or all(
         not Path(f"/proc/{p.read_text().strip()}").exists()
         for p in (tmp_path / "work" / "cluster").glob("*.pid")
