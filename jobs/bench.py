@@ -316,8 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--scaling-pairs", type=int, default=0,
         help="N more sessions of each core count, alternating, with the scaling peers alone: "
-        "the scaling is then the median over the pairs of sessions (a session's own speed "
-        "varies more than its rounds do)",
+        "the scaling is then the median over the pairs of sessions (a ratio of two sessions "
+        "carries the noise of both)",
     )  # fmt: skip
     parser.add_argument(
         "--gc", default="conf", choices=("conf", "G1", "Parallel", "Serial"),
@@ -344,6 +344,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if 0 < args.marginal_rows <= args.rows:
         print(f"error: --marginal-rows {args.marginal_rows} must be more than --rows "
               f"{args.rows} (the second size of the same peers)", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.scaling_pairs < 0 or (
+        args.scaling_pairs and not args.cluster and len(args.cores.split(",")) < 2
+    ):
+        print(f"error: --scaling-pairs {args.scaling_pairs} needs two core counts (--cores "
+              "1,2) or --cluster, and a count of 0 or more", file=sys.stderr)  # fmt: skip
         return 2
     if args.child and args.cluster:
         return _cluster(args)

@@ -212,6 +212,15 @@ def test_a_second_size_below_the_first_is_one_line(capsys: pytest.CaptureFixture
                    "of the same peers)"]  # fmt: skip
 
 
+def test_scaling_pairs_without_two_core_counts_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from jobs.bench import main
+
+    assert main(["--cores", "1", "--scaling-pairs", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --scaling-pairs 2 needs two core counts (--cores 1,2) or --cluster, "
+                   "and a count of 0 or more"]  # fmt: skip
+
+
 def test_string_columns_reach_the_model_as_without_dictionary_encoding() -> None:
     strings = pa.array(["Biscoe", None, "Dream", "Biscoe", "Torgersen"])
     got = _column_values(strings)

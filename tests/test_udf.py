@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 import formats
-from formats.errors import MissingDependencyError
+from formats.errors import InputError, MissingDependencyError, UsageError
 from jobs._model import load_model
 from jobs._settings import load_settings
 from jobs._udf import score
-from jobs.udf import input_columns, onnx_udf
+from jobs.udf import input_columns, onnx_udf, score_frame
 from tests.conftest import FEATURES
 
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
@@ -82,6 +82,41 @@ def test_udf_and_job_share_code_and_the_worker_cache(
     for form in ("strings", "codes"):
         per_worker = built.groupby("pid")[form].max()
         assert set(per_worker) <= {0, 1} and 1 in set(per_worker), built
+
+
+def test_score_frame_is_the_job_s_transform_and_agrees_with_the_pickle(
+    spark: Any, penguins_bundle: Path, penguins_parquet: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``score_frame`` in a user's own code: the job's columns, its settings as a mapping, the
+    category columns as codes in the JVM, and the pickle's scores on every row."""
+    df = spark.read.parquet(str(penguins_parquet))
+    out = score_frame(df, penguins_bundle, {"output.passthrough": ["island"],
+                                            "validation.on_invalid": "null"})  # fmt: skip
+    assert out.columns[:2] == ["row_id", "island"]
+    assert out.columns[2:6] == ["label", *(f"proba_{c}" for c in CLASSES)]
+    out.explain()  # the plan turns the category columns into codes before Python sees them
+    plan = capsys.readouterr().out  # (the invalid-row rules have CASE WHENs of their own)
+    assert "CASE WHEN (coalesce(island#" in plan and "CASE WHEN (coalesce(sex#" in plan
+    got = out.toPandas().set_index("row_id").sort_index()
+    assert len(got) == 6000 and got.index.is_unique
+    data = pd.read_parquet(penguins_parquet)
+    want = formats.load(penguins_bundle, "pickle").predict(data[FEATURES])
+    want.index = data["row_id"].to_numpy()
+    want = want.sort_index()
+    assert (got["label"].to_numpy() == want["label"].to_numpy()).all()
+    for cls in CLASSES:
+        np.testing.assert_allclose(got[f"proba_{cls}"], want[f"proba_{cls}"], atol=1e-5, rtol=0)
+    assert (got["island"].to_numpy() == data.set_index("row_id").sort_index()["island"]).all()
+
+
+def test_score_frame_refuses_bad_input_before_any_task(
+    spark: Any, penguins_bundle: Path, penguins_parquet: Path
+) -> None:
+    df = spark.read.parquet(str(penguins_parquet))
+    with pytest.raises(InputError, match="sex"):
+        score_frame(df.drop("sex"), penguins_bundle)
+    with pytest.raises(UsageError, match="on_invalid"):
+        score_frame(df, penguins_bundle, {"validation.on_invalid": "skip-it"})
 
 
 def test_tensor_model_udf_with_one_array_argument(spark: Any, cnn: tuple[Any, Path]) -> None:
