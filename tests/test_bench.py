@@ -22,6 +22,19 @@ from jobs._udf import _column_values
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _bench(tmp_path: Path, *args: str) -> dict[str, Any]:
+    """``python -m jobs.bench`` with ``args`` in a fresh work and out dir; its JSON report
+    (results.json, or cluster.json with --cluster)."""
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+    command = [sys.executable, "-m", "jobs.bench", *args,
+               "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out")]  # fmt: skip
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    name = "cluster.json" if "--cluster" in args else "results.json"
+    report: dict[str, Any] = json.loads((tmp_path / "out" / name).read_text())
+    return report
+
+
 def test_tree_cpu_counts_a_child_process() -> None:
     """A child that burns ~0.6 s of CPU shows up in this process tree's CPU seconds."""
     before = tree_cpu_seconds()
@@ -231,16 +244,11 @@ def test_string_columns_reach_the_model_as_without_dictionary_encoding() -> None
 
 def test_bench_end_to_end_counts_every_row(tmp_path: Path) -> None:
     """The real runner on 3000 rows: every peer wrote every row, CPU and wall time recorded."""
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
-    command = [
-        sys.executable, "-m", "jobs.bench", "--rows", "3000", "--cores", "1", "--models", "logreg",
+    report = _bench(
+        tmp_path, "--rows", "3000", "--cores", "1", "--models", "logreg",
         "--peers", "job,job_strings,floor_arrow,floor_output,floor_ort", "--repeats", "1",
         "--marginal-rows", "6000",
-        "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-    ]  # fmt: skip
-    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    )  # fmt: skip
     peers = report["runs"][0]["models"]["logreg"]["peers"]
     small = {"job", "floor_arrow", "floor_output", "floor_ort"}
     assert set(peers) == small | {"job_strings"} | {f"{n}@big" for n in small}
@@ -270,16 +278,11 @@ def test_bench_pairs_of_sessions_run_the_collector_asked_for(tmp_path: Path) -> 
     """`--scaling-pairs 1 --gc Parallel`: two pairs of sessions (1 core, 2 cores), each JVM on
     the collector asked for (not one the JVM picks by itself), the further pair running the
     job and its floor alone."""
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
-    command = [
-        sys.executable, "-m", "jobs.bench", "--rows", "2000", "--cores", "1,2", "--models",
-        "logreg", "--peers", "job,floor_arrow,floor_output", "--repeats", "1",
+    report = _bench(
+        tmp_path, "--rows", "2000", "--cores", "1,2", "--models", "logreg",
+        "--peers", "job,floor_arrow,floor_output", "--repeats", "1",
         "--scaling-pairs", "1", "--gc", "Parallel",
-        "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-    ]  # fmt: skip
-    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    )  # fmt: skip
     pairs = report["scaling_pairs"]
     assert [[r["cores"] for r in pair] for pair in pairs] == [[1, 2], [1, 2]]
     assert all(set(r["gc"]) == {"PS Scavenge", "PS MarkSweep"} for pair in pairs for r in pair)
@@ -292,15 +295,10 @@ def test_bench_pairs_of_sessions_run_the_collector_asked_for(tmp_path: Path) -> 
 
 def test_bench_cluster_scaling_runs_on_a_standalone_cluster(tmp_path: Path) -> None:
     """`--cluster`: a real master and one, then two, one-core workers; every row counted."""
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
-    command = [
-        sys.executable, "-m", "jobs.bench", "--cluster", "--rows", "2000", "--models", "logreg",
-        "--repeats", "1", "--scaling-pairs", "1",
-        "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-    ]  # fmt: skip
-    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads((tmp_path / "out" / "cluster.json").read_text())
+    report = _bench(
+        tmp_path, "--cluster", "--rows", "2000", "--models", "logreg", "--repeats", "1",
+        "--scaling-pairs", "1",
+    )  # fmt: skip
     workers = report["cluster"]["workers"]
     assert set(workers) == {"1", "2"}
     for got in workers.values():
