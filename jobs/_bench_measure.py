@@ -30,21 +30,20 @@ def with_gc(java_options: str, gc: str) -> str:
 
 def spark_session(cores: int, memory: str, master: str = "", gc: str = "conf") -> Any:
     """local[cores] with the job's own properties (conf/spark/local.conf), UI and progress off;
-    with ``master`` (a standalone cluster's URL), ``cores`` one-core executors there, with
-    conf/spark/cluster.conf's executor JVM options. ``gc`` (G1, Parallel, Serial): the JVMs'
-    collector in place of the conf files' one (which name none: the JVM picks SerialGC on one
-    core, G1 on more), for an A/B of that choice."""
+    with ``master`` (a standalone cluster's URL), ``cores`` one-core executors there. ``gc``
+    (G1, Parallel, Serial): the driver's and executors' collector, for an A/B; "conf" leaves
+    it to the properties files, which name none (the JVM picks SerialGC on one core, G1 on
+    more)."""
     from jobs._session import build_session, read_properties
     from jobs._settings import load_settings
 
-    driver = "spark.driver.extraJavaOptions"
-    executor = "spark.executor.extraJavaOptions"
-    props = Path("conf/spark/local.conf").read_text()
-    driver_options = read_properties("conf/spark/local.conf").get(driver, "")
-    props += f"\n{driver} {with_gc(driver_options, gc)}\n"
-    if master:
-        options = read_properties("conf/spark/cluster.conf").get(executor, "")
-        props += f"{executor} {with_gc(options, gc)}\n"
+    local = "conf/spark/local.conf"
+    props = Path(local).read_text()
+    if gc != "conf":  # later lines win: these replace the file's JVM options
+        driver = "spark.driver.extraJavaOptions"
+        props += f"\n{driver} {with_gc(read_properties(local).get(driver, ''), gc)}\n"
+        if master:
+            props += f"spark.executor.extraJavaOptions {with_gc('', gc)}\n"
     props += f"\nspark.master {master or f'local[{cores}]'}\nspark.driver.memory {memory}\n"
     if master:  # the workers run this venv's python: the same machine
         props += f"spark.executor.cores 1\nspark.cores.max {cores}\nspark.executor.memory 1g\n"

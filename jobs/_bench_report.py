@@ -293,6 +293,14 @@ def render_tree_forms(forms: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _cluster_runs(by_workers: dict[Any, Any]) -> list[dict[str, Any]]:
+    """One pair of clusters ({"1": {model: peers}, "2": ...}) as a pair of the local report's
+    runs, so that one :func:`_grown` judges both."""
+    return [{"cores": n, "models": {model: {"peers": peers} for model, peers in
+                                    by_workers.get(str(n), by_workers.get(n, {})).items()}}
+            for n in (1, 2)]  # fmt: skip
+
+
 def render_cluster(report: dict[str, Any]) -> str:
     """``--cluster``: wall-clock rows/s with 1 and 2 one-core workers, and the scaling."""
     result = report["cluster"]
@@ -304,16 +312,12 @@ def render_cluster(report: dict[str, Any]) -> str:
              "| model | peer | 1 worker | 2 workers | scaling |", "|---|---|---|---|---|"]  # fmt: skip
     by_workers = result["workers"]
     one, two = by_workers.get("1", by_workers.get(1, {})), by_workers.get("2", by_workers.get(2, {}))
-    pairs = [[{"cores": 1, "models": {m: {"peers": p} for m, p in pair["1"].items()}},
-              {"cores": 2, "models": {m: {"peers": p} for m, p in pair["2"].items()}}]
-             for pair in result.get("pairs", [])]  # fmt: skip
+    first, pairs = _cluster_runs(by_workers), [_cluster_runs(p) for p in result.get("pairs", [])]
     for model, peers in one.items():
         for name, got in peers.items():
             other = two.get(model, {}).get(name, {})
             a, b = got.get("rows_per_s"), other.get("rows_per_s")
-            grown = f"{float(b) / float(a):.2f}x" if a and b else "-"
-            if len(pairs) > 1 and a and b:
-                grown = _grown([], pairs, model, name)[1]
+            grown = _grown(first, pairs, model, name)[1]
             cells = [_fmt(float(a)) if a else got.get("error", "-"),
                      _fmt(float(b)) if b else other.get("error", "-")]  # fmt: skip
             lines.append(f"| {model} | {name} | {cells[0]} | {cells[1]} | {grown} |")
