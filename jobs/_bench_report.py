@@ -8,7 +8,7 @@ from typing import Any
 
 __all__ = [
     "BIG", "TARGETS", "cpu_per_million", "marginal", "ratios", "render_cluster", "render_markdown",
-    "scaling", "targets",
+    "apart_scaling", "scaling", "targets",
 ]  # fmt: skip
 
 BIG = "@big"  # the suffix of a peer's run on the --marginal-rows data
@@ -124,6 +124,11 @@ def marginal(run: dict[str, Any], model: str) -> dict[str, float]:
     for floor, bound in (("floor_arrow", "bound"), ("floor_output", "bound_output")):
         if floor in per_row:
             out[f"job_vs_{bound}_marginal"] = round((per_row[floor] + 1 / ort) / job, 2)
+    fixed, rows = out["job_fixed_cpu_s"], peers["job"]["rows"]
+    if fixed > 0:  # Amdahl: the rows' cost split over 2 cores, the run's fixed cost on one
+        out["job_2_cores_if_only_its_fixed_cost_stayed_serial"] = round(
+            (fixed + rows * job) / (fixed + rows * job / 2), 2
+        )
     if "floor_ort" in per_row and "floor_output" in per_row:
         cost = per_row["floor_ort"] - per_row["floor_output"]
         if cost > 0:
@@ -146,17 +151,42 @@ def paired_scaling(pairs: list[list[dict[str, Any]]], model: str, peer: str = "j
     return [g for g in got if g is not None]
 
 
+def apart_scaling(pairs: list[list[dict[str, Any]]], apart: list[list[dict[str, Any]]], model: str,
+                  peer: str = "job") -> tuple[list[float], list[float]]:  # fmt: skip
+    """Per pair of sessions: the machine's own scaling (the one-core sessions run at once beside
+    it, their wall rows/s summed, over the pair's one-core session) and the pair's scaling over
+    it (its many-core session over those sessions summed: 1.0 is as good as independent
+    copies of the job). Pairs where the peer did not run in every session are left out."""
+    machine, versus = [], []
+    for pair, sides in zip(pairs, apart, strict=False):
+        rates = [s["models"][model]["peers"].get(peer, {}).get("rows_per_s") for s in sides]
+        first = pair[0]["models"][model]["peers"].get(peer, {}).get("rows_per_s")
+        last = pair[-1]["models"][model]["peers"].get(peer, {}).get("rows_per_s")
+        if sides and all(rates) and first and last:
+            together = sum(float(r) for r in rates)
+            machine.append(round(together / float(first), 2))
+            versus.append(round(float(last) / together, 2))
+    return machine, versus
+
+
 def _grown(runs: list[dict[str, Any]], pairs: list[list[dict[str, Any]]] | None, model: str,
            peer: str = "job") -> tuple[float | None, str]:  # fmt: skip
     """The scaling to judge: the median over the pairs of sessions where there are several,
     else the one pair's; and its cell's text."""
     each = paired_scaling(pairs, model, peer) if pairs else []
     if len(each) > 1:
-        median = round(statistics.median(each), 2)
-        listed = ", ".join(f"{g:.2f}" for g in each)
-        return median, f"{median:.2f}x (median of {len(each)} pairs of sessions: {listed})"
+        return round(statistics.median(each), 2), _median_of(each)
     one = scaling(runs, model, peer)
     return one, "-" if one is None else f"{one:.2f}x"
+
+
+def _median_of(values: list[float]) -> str:
+    """A cell: the median, and each value where there are several."""
+    median = statistics.median(values)
+    if len(values) == 1:
+        return f"{median:.2f}x"
+    listed = ", ".join(f"{v:.2f}" for v in values)
+    return f"{median:.2f}x (median of {len(values)} pairs of sessions: {listed})"
 
 
 # The speed issue's targets, per core on 1 core, and the ones its notes propose in their place
@@ -244,6 +274,13 @@ def render_markdown(report: dict[str, Any]) -> str:
             if grown is not None:
                 lines.append(f"| {peer} scaling {runs[0]['cores']} → {runs[-1]['cores']} cores "
                              f"(wall) | {text} |")  # fmt: skip
+        machine, versus = apart_scaling(pairs or [], report.get("scaling_apart") or [], model)
+        if machine:
+            many = runs[-1]["cores"]
+            lines += [f"| job: {many} one-core sessions at once over one (this machine's own "
+                      f"scaling) | {_median_of(machine)} |",
+                      f"| job: local[{many}] over those {many} sessions at once | "
+                      f"{_median_of(versus)} |"]  # fmt: skip
         judged = targets(runs, model, pairs)
         if judged:
             lines += ["", "Targets (1 core; met or not on the ratio per run; the speed issue states "

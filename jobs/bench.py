@@ -144,16 +144,19 @@ def _save_bundle(bundle_dir: Path, model: str) -> None:
     save(fitted, bundle_dir, sample=x_train, formats=["pickle", "pmml", "onnx"], overwrite=True)
 
 
-def _context(spark: Any, work: Path, data: Path, model: str) -> Any:
+def _context(
+    spark: Any, work: Path, data: Path, model: str, save: bool = True, out: str = "out"
+) -> Any:
     from formats.bundle import Bundle
     from jobs._peers import Context
 
     bundle_dir = work / f"bundle-{model}"
-    _save_bundle(bundle_dir, model)
+    if save:
+        _save_bundle(bundle_dir, model)
     bundle = Bundle.open(bundle_dir)
     m = bundle.manifest
     return Context(
-        spark, str(data), str(bundle_dir), str(work / "out"), [c.name for c in m.inputs],
+        spark, str(data), str(bundle_dir), str(work / out), [c.name for c in m.inputs],
         list(m.classes or []), bundle.read("model.onnx"), bundle.read("model.pkl"),
         bundle.read("model.pmml").decode() if "model.pmml" in m.files else "",
     )  # fmt: skip
@@ -182,7 +185,11 @@ def _child(args: argparse.Namespace) -> int:
                                "gc": collectors(spark)}  # fmt: skip
     for model in args.models:
         bundle_dir = work / f"bundle-{model}"
-        ctx = _context(spark, work, data, model)
+        # a session running beside others (--apart) writes its own output and reads the
+        # bundles the pair's sessions saved: two saving one bundle at once would race
+        apart = args.apart >= 0
+        ctx = _context(spark, work, data, model, save=not apart,
+                       out=f"out-apart{args.apart}" if apart else "out")  # fmt: skip
         plan = {}
         for name in args.peers:
             if (args.cores > 1 and name not in SCALING) or (
@@ -273,23 +280,47 @@ def _last_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-def _run_child(cores: int, args: argparse.Namespace, scaling_only: bool = False) -> dict[str, Any]:
-    cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0))[:cores])
-    command = [
+def _child_command(cores: int, args: argparse.Namespace, cpus: str, *flags: str) -> list[str]:
+    return [
         "taskset", "-c", cpus, sys.executable, "-m", "jobs.bench", "--child",
         "--cores", str(cores), "--rows", str(args.rows), "--repeats", str(args.repeats),
         "--models", ",".join(args.models), "--peers", ",".join(args.peers),
         "--workdir", args.workdir, "--memory", args.memory, "--gc", args.gc,
         "--marginal-rows", str(args.marginal_rows),
-        *(["--tree-forms"] if args.tree_forms else []),
-        *(["--scaling-only"] if scaling_only else []),
+        *(["--tree-forms"] if args.tree_forms else []), *flags,
     ]  # fmt: skip
+
+
+def _result(returncode: int | None, out: str, what: str) -> Any:
+    """A child's JSON (its stdout's last line); a failed child stops the benchmark."""
+    if returncode != 0:
+        raise SystemExit(f"error: the benchmark child for {what} failed")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _run_child(cores: int, args: argparse.Namespace, scaling_only: bool = False) -> dict[str, Any]:
+    cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0))[:cores])
+    command = _child_command(cores, args, cpus, *(["--scaling-only"] if scaling_only else []))
     print("$ " + " ".join(command), file=sys.stderr)
     proc = subprocess.run(command, stdout=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"error: the benchmark child for {cores} core(s) failed")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = _result(proc.returncode, proc.stdout, f"{cores} core(s)")
     return result
+
+
+def _run_apart(cores: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``cores`` one-core sessions at once, each pinned to a core of its own, with the scaling
+    peers alone: what this machine gives ``cores`` independent copies of the job at that
+    moment, the most its ``local[cores]`` session could reach (a shared VM's cores are not
+    always its own: a neighbour's load, a host's memory bandwidth)."""
+    cpus = sorted(os.sched_getaffinity(0))[:cores]
+    commands = [_child_command(1, args, str(cpu), "--scaling-only", "--apart", str(i))
+                for i, cpu in enumerate(cpus)]  # fmt: skip
+    for command in commands:
+        print("$ " + " ".join(command) + " &", file=sys.stderr)
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, text=True) for c in commands]
+    outs = [proc.communicate()[0] for proc in procs]
+    return [_result(p.returncode, o, f"core {c} apart")
+            for p, o, c in zip(procs, outs, cpus, strict=True)]  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -326,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--scaling-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--apart", type=int, default=-1, help=argparse.SUPPRESS)
     parser.add_argument(
         "--cluster", action="store_true",
         help="the job's scaling on a standalone cluster: 1, then 2 one-core workers",
@@ -367,11 +399,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     runs = [_run_child(n, args) for n in cores]
     pairs = [[runs[0], runs[-1]]] if len(cores) > 1 else []
+    # with --scaling-pairs, each pair also runs its most cores as one-core sessions at once
+    apart = [_run_apart(cores[-1], args)] if args.scaling_pairs else []
     for _ in range(args.scaling_pairs if len(cores) > 1 else 0):
         pairs.append([_run_child(n, args, scaling_only=True) for n in (cores[0], cores[-1])])
+        apart.append(_run_apart(cores[-1], args))
     from jobs._bench_report import render_markdown
 
-    extra = {"scaling_pairs": pairs} if args.scaling_pairs else {}
+    extra = {"scaling_pairs": pairs, "scaling_apart": apart} if args.scaling_pairs else {}
     return _report(args, argv, "results", "runs", runs, render_markdown, extra)
 
 

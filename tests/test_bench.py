@@ -16,7 +16,15 @@ import pyarrow as pa
 import pytest
 
 from jobs._bench_measure import cpu_split, tree_cpu_seconds
-from jobs._bench_report import cpu_per_million, marginal, ratios, render_markdown, scaling, targets
+from jobs._bench_report import (
+    apart_scaling,
+    cpu_per_million,
+    marginal,
+    ratios,
+    render_markdown,
+    scaling,
+    targets,
+)
 from jobs._udf import _column_values
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,6 +142,28 @@ def test_scaling_over_pairs_of_sessions_is_their_median_and_judges_the_target() 
     assert targets(pairs[1], "rf")[-1][1] == pytest.approx(1.9)
 
 
+def test_one_core_sessions_at_once_give_the_machine_s_own_scaling() -> None:
+    """Each pair's one-core sessions run at once: their wall rates summed over the pair's
+    one-core session is the machine's scaling, and local[2] is judged against their sum."""
+    one = _run(1, job=100.0, floor=400.0, out=300.0, hand=80.0, ort=400.0)
+    pairs = [[one, _run(2, job=j, floor=400.0, out=300.0, hand=80.0, ort=400.0)]
+             for j in (80.0, 95.0)]  # fmt: skip
+    apart = [[_run(1, job=a, floor=400.0, out=300.0, hand=80.0, ort=400.0),
+              _run(1, job=b, floor=400.0, out=300.0, hand=80.0, ort=400.0)]
+             for a, b in ((90.0, 100.0), (80.0, 90.0))]  # fmt: skip
+    # wall: 190 and 170 rows/s at once over 100 alone; local[2]'s 160 and 190 over those
+    assert apart_scaling(pairs, apart, "rf") == ([1.9, 1.7], [0.84, 1.12])
+    text = render_markdown({"command": "x", "machine": {}, "runs": pairs[0],
+                            "scaling_pairs": pairs, "scaling_apart": apart})  # fmt: skip
+    assert "| job: 2 one-core sessions at once over one (this machine's own scaling) | 1.80x " \
+        "(median of 2 pairs of sessions: 1.90, 1.70) |" in text
+    assert "| job: local[2] over those 2 sessions at once | 0.98x (median of 2 pairs of " \
+        "sessions: 0.84, 1.12) |" in text
+    # a session where the job failed leaves its pair out
+    apart[1][0]["models"]["rf"]["peers"]["job"] = {"error": "boom"}
+    assert apart_scaling(pairs, apart, "rf") == ([1.9], [0.84])
+
+
 def test_the_collector_of_an_a_b_replaces_the_conf_files_one() -> None:
     from jobs._bench_measure import with_gc
 
@@ -208,6 +238,8 @@ def test_marginal_costs_split_per_row_from_per_run() -> None:
     # the bound per row: floor_output's 1 us + ORT's 1 us, against the job's 2 us
     assert got["job_vs_bound_output_marginal"] == pytest.approx(1.0)
     assert "job_vs_handwritten_onnx_marginal" not in got  # no second size for it
+    # 1M rows: 2.5 s on one core; the rows' 2 s over two cores and the 0.5 s on one: 1.5 s
+    assert got["job_2_cores_if_only_its_fixed_cost_stayed_serial"] == pytest.approx(1.67)
     judged = {what: row for what, _, row, _ in targets([one], "rf")}
     assert judged["job ≥ 1.5x the pickle pandas UDF"] == pytest.approx(2.0)  # per row
     assert "| job_vs_pickle_pandas_marginal | 2.00 |" in render_markdown(
@@ -291,6 +323,15 @@ def test_bench_pairs_of_sessions_run_the_collector_asked_for(tmp_path: Path) -> 
         got = r["models"]["logreg"]["peers"]
         assert set(got) == {"job", "floor_arrow"} and got["job"]["rows"] == 2000, got
     assert "(median of 2 pairs of sessions: " in (tmp_path / "out" / "results.md").read_text()
+    # beside each pair, two one-core sessions at once, each writing its own output
+    apart = report["scaling_apart"]
+    assert [[r["cores"] for r in sides] for sides in apart] == [[1, 1], [1, 1]]
+    for r in (r for sides in apart for r in sides):
+        got = r["models"]["logreg"]["peers"]
+        assert set(got) == {"job", "floor_arrow"} and got["job"]["rows"] == 2000, got
+        assert set(r["gc"]) == {"PS Scavenge", "PS MarkSweep"}
+    assert {p.name for p in (tmp_path / "work").glob("out-apart*")} == {"out-apart0", "out-apart1"}
+    assert "2 one-core sessions at once over one" in (tmp_path / "out" / "results.md").read_text()
 
 
 def test_bench_cluster_scaling_runs_on_a_standalone_cluster(tmp_path: Path) -> None:
