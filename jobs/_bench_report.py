@@ -269,7 +269,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         table = [ratios(r, model) for r in runs]
         for key in table[0]:
             lines.append(f"| {key} | " + " | ".join(_fmt(t[key]) for t in table) + " |")
-        for peer in ("job", "floor_arrow", "handwritten_onnx"):
+        for peer in ("job", "floor_arrow", "handwritten_onnx", "job" + BIG, "floor_arrow" + BIG):
             grown, text = _grown(runs, pairs, model, peer)
             if grown is not None:
                 lines.append(f"| {peer} scaling {runs[0]['cores']} → {runs[-1]['cores']} cores "

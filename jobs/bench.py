@@ -54,7 +54,7 @@ SCALING = ("job", "floor_arrow", "floor_output", "handwritten_onnx")
 PAIRED = ("job", "floor_arrow")
 # With --marginal-rows, these also run on that many rows (1 core, the same rounds): the two
 # sizes split a peer's CPU into a cost per row and a cost per run (planning, the write's
-# commit, the session), which 1M rows alone blend.
+# commit, the session), which 1M rows alone blend. On more cores, PAIRED do (the scaling's).
 MARGINAL = ("job", "floor_arrow", "floor_output", "floor_ort", "handwritten_onnx", "pickle_pandas")
 
 
@@ -173,7 +173,7 @@ def _child(args: argparse.Namespace) -> int:
     data = work / f"data-{args.rows}"
     slow_data = {rows: work / f"data-{rows}" for rows in SLOW.values() if rows < args.rows}
     # main() refused one below --rows; a scaling pair's session measures scaling alone
-    big = args.marginal_rows if args.cores == 1 and not args.scaling_only else 0
+    big = 0 if args.scaling_only else args.marginal_rows
     sizes = {args.rows: data, **slow_data}
     if big:
         sizes[big] = work / f"data-{big}"
@@ -200,7 +200,9 @@ def _child(args: argparse.Namespace) -> int:
             where = str(slow_data.get(rows, data))
             plan[name] = (Context(**{**ctx.__dict__, "data": where}), rows)
         runners = dict(PEERS)
-        for name in MARGINAL if big else ():
+        # on more cores, the scaling's peers on the second size too: a scaling on a larger
+        # input, where a run's fixed cost (on one core) weighs less
+        for name in (MARGINAL if args.cores == 1 else PAIRED) if big else ():
             if name in plan:
                 plan[name + BIG] = (Context(**{**ctx.__dict__, "data": str(sizes[big])}), big)
                 runners[name + BIG] = PEERS[name]
@@ -337,8 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="out/bench")
     parser.add_argument(
         "--marginal-rows", type=int, default=0,
-        help="on 1 core, also run the key peers on this many rows (more than --rows): their "
-        "cost per row and per run apart",
+        help="also run the key peers on this many rows (more than --rows): on 1 core their "
+        "cost per row and per run apart, on more the job's scaling on this larger input",
     )  # fmt: skip
     parser.add_argument(
         "--tree-forms", action="store_true",

@@ -159,6 +159,11 @@ def test_one_core_sessions_at_once_give_the_machine_s_own_scaling() -> None:
         "(median of 2 pairs of sessions: 1.90, 1.70) |" in text
     assert "| job: local[2] over those 2 sessions at once | 0.98x (median of 2 pairs of " \
         "sessions: 0.84, 1.12) |" in text
+    # with a second size on both core counts, the job's scaling on that larger input too
+    for run, rate in ((one, 100.0), (pairs[0][1], 95.0)):
+        run["models"]["rf"]["peers"]["job@big"] = {"rows_per_s": rate * run["cores"]}
+    text = render_markdown({"command": "x", "machine": {}, "runs": pairs[0]})
+    assert "| job@big scaling 1 → 2 cores (wall) | 1.90x |" in text
     # a session where the job failed leaves its pair out
     apart[1][0]["models"]["rf"]["peers"]["job"] = {"error": "boom"}
     assert apart_scaling(pairs, apart, "rf") == ([1.9], [0.84])
@@ -313,12 +318,16 @@ def test_bench_pairs_of_sessions_run_the_collector_asked_for(tmp_path: Path) -> 
     report = _bench(
         tmp_path, "--rows", "2000", "--cores", "1,2", "--models", "logreg",
         "--peers", "job,floor_arrow,floor_output", "--repeats", "1",
-        "--scaling-pairs", "1", "--gc", "Parallel",
+        "--scaling-pairs", "1", "--gc", "Parallel", "--marginal-rows", "4000",
     )  # fmt: skip
     pairs = report["scaling_pairs"]
     assert [[r["cores"] for r in pair] for pair in pairs] == [[1, 2], [1, 2]]
     assert all(set(r["gc"]) == {"PS Scavenge", "PS MarkSweep"} for pair in pairs for r in pair)
-    assert set(pairs[0][0]["models"]["logreg"]["peers"]) == {"job", "floor_arrow", "floor_output"}
+    small = {"job", "floor_arrow", "floor_output"}
+    assert set(pairs[0][0]["models"]["logreg"]["peers"]) == small | {f"{n}@big" for n in small}
+    # on 2 cores the second size runs the scaling's peers: the scaling on the larger input
+    two = pairs[0][1]["models"]["logreg"]["peers"]
+    assert set(two) == small | {"job@big", "floor_arrow@big"} and two["job@big"]["rows"] == 4000
     for r in pairs[1]:
         got = r["models"]["logreg"]["peers"]
         assert set(got) == {"job", "floor_arrow"} and got["job"]["rows"] == 2000, got
@@ -331,7 +340,8 @@ def test_bench_pairs_of_sessions_run_the_collector_asked_for(tmp_path: Path) -> 
         assert set(got) == {"job", "floor_arrow"} and got["job"]["rows"] == 2000, got
         assert set(r["gc"]) == {"PS Scavenge", "PS MarkSweep"}
     assert {p.name for p in (tmp_path / "work").glob("out-apart*")} == {"out-apart0", "out-apart1"}
-    assert "2 one-core sessions at once over one" in (tmp_path / "out" / "results.md").read_text()
+    text = (tmp_path / "out" / "results.md").read_text()
+    assert "2 one-core sessions at once over one" in text and "| job@big scaling 1 → 2" in text
 
 
 def test_bench_cluster_scaling_runs_on_a_standalone_cluster(tmp_path: Path) -> None:
