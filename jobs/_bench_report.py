@@ -330,11 +330,17 @@ def render_tree_forms(forms: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _workers(by_workers: dict[Any, Any], n: int) -> dict[str, Any]:
+    """One cluster's {model: peers} of a pair ({"1": ..., "2": ...}; int keys before JSON)."""
+    got: dict[str, Any] = by_workers.get(str(n), by_workers.get(n, {}))
+    return got
+
+
 def _cluster_runs(by_workers: dict[Any, Any]) -> list[dict[str, Any]]:
-    """One pair of clusters ({"1": {model: peers}, "2": ...}) as a pair of the local report's
-    runs, so that one :func:`_grown` judges both."""
-    return [{"cores": n, "models": {model: {"peers": peers} for model, peers in
-                                    by_workers.get(str(n), by_workers.get(n, {})).items()}}
+    """One pair of clusters as a pair of the local report's runs, so that one :func:`_grown`
+    judges both."""
+    return [{"cores": n, "models": {model: {"peers": peers}
+                                    for model, peers in _workers(by_workers, n).items()}}
             for n in (1, 2)]  # fmt: skip
 
 
@@ -348,7 +354,7 @@ def render_cluster(report: dict[str, Any]) -> str:
              "",
              "| model | peer | 1 worker | 2 workers | scaling |", "|---|---|---|---|---|"]  # fmt: skip
     by_workers = result["workers"]
-    one, two = by_workers.get("1", by_workers.get(1, {})), by_workers.get("2", by_workers.get(2, {}))
+    one, two = _workers(by_workers, 1), _workers(by_workers, 2)
     first, pairs = _cluster_runs(by_workers), [_cluster_runs(p) for p in result.get("pairs", [])]
     for model, peers in one.items():
         for name, got in peers.items():

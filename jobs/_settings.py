@@ -114,6 +114,10 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
+# each section's field types, once: typing.get_type_hints compiles them afresh on every call
+_TYPES = {name: typing.get_type_hints(cls) for name, cls in _SECTIONS.items()}
+
+
 def known_keys() -> list[str]:
     return [
         f"{section}.{f.name}" for section, cls in _SECTIONS.items() for f in dataclasses.fields(cls)
@@ -140,11 +144,13 @@ def load_settings(
     path: str | Path | None = None,
     overrides: Iterable[str] = (),
     flags: Mapping[str, str | None] | None = None,
+    values: Mapping[str, object] | None = None,
 ) -> Settings:
     """Settings from ``path`` (default :data:`DEFAULT_CONF` if it exists), then ``--set``
-    overrides, then ``flags`` ({"job.bundle": ...}; None values are ignored)."""
+    overrides, then ``flags`` ({"job.bundle": ...}; None values are ignored), then ``values``
+    (Python values by key, typed as a TOML file's are: ``jobs.udf.score_frame``'s settings)."""
     conf_path = Path(path) if path is not None else DEFAULT_CONF
-    values: dict[str, tuple[str | None, Any]] = {}
+    found: dict[str, tuple[str | None, Any]] = {}
     source = ""
     if path is not None or conf_path.exists():
         source = str(conf_path)
@@ -152,15 +158,16 @@ def load_settings(
             if key == "spark.properties" and isinstance(value, str) and value:
                 # named relative to the TOML file that names it (--set: relative to the cwd)
                 value = str((conf_path.parent / value).resolve())
-            values[key] = (None, value)
-    values.update(parse_set(overrides))
+            found[key] = (None, value)
+    found.update(parse_set(overrides))
     for key, flag in (flags or {}).items():
         if flag is not None:
-            values[key] = (flag, flag)
+            found[key] = (flag, flag)
+    found.update((key, (None, value)) for key, value in (values or {}).items())
     sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
-    for key, (text, value) in values.items():
+    for key, (text, value) in found.items():
         section, name = _known(key, source)
-        sections[section][name] = _coerce(key, text, value, _SECTIONS[section], name)
+        sections[section][name] = _coerce(key, text, value, _TYPES[section][name])
     built = {name: _SECTIONS[name](**kw) for name, kw in sections.items()}
     settings = Settings(**built, source=source)
     _validate(settings)
@@ -197,10 +204,9 @@ def _known(key: str, source: str) -> tuple[str, str]:
     raise UsageError(f"unknown conf key {key!r}{where}{hint}")
 
 
-def _coerce(key: str, text: str | None, value: Any, cls: type[Any], name: str) -> Any:
+def _coerce(key: str, text: str | None, value: Any, want: Any) -> Any:
     """``value`` as the field's type; ``text`` is the raw --set/flag text (a str field takes it
     even when it looks like a number: --set job.bundle=2024)."""
-    want = typing.get_type_hints(cls)[name]
     if want is str:
         if isinstance(value, str):
             return value
@@ -213,7 +219,7 @@ def _coerce(key: str, text: str | None, value: Any, cls: type[Any], name: str) -
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif typing.get_origin(want) is tuple:
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
             return tuple(value)
         if isinstance(value, str) and text is not None:  # --set output.partition_by=label
             return tuple(v.strip() for v in value.split(",") if v.strip())

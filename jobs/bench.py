@@ -184,7 +184,6 @@ def _child(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {"cores": args.cores, "rows": args.rows, "models": {},
                                "gc": collectors(spark)}  # fmt: skip
     for model in args.models:
-        bundle_dir = work / f"bundle-{model}"
         # a session running beside others (--apart) writes its own output and reads the
         # bundles the pair's sessions saved: two saving one bundle at once would race
         apart = args.apart >= 0
@@ -207,10 +206,8 @@ def _child(args: argparse.Namespace) -> int:
                 plan[name + BIG] = (Context(**{**ctx.__dict__, "data": str(sizes[big])}), big)
                 runners[name + BIG] = PEERS[name]
         peers = _rounds(runners, plan, args.repeats, f"{args.cores} core(s) {model}")
-        results["models"][model] = {
-            "peers": peers,
-            "in_process": {} if args.scaling_only else measure_in_process(str(data), bundle_dir),
-        }
+        local = {} if args.scaling_only else measure_in_process(str(data), Path(ctx.bundle))
+        results["models"][model] = {"peers": peers, "in_process": local}
     spark.stop()
     if args.cores == 1 and args.tree_forms and not args.scaling_only:  # no Spark: ORT alone
         from jobs._bench_trees import tree_forms
@@ -436,9 +433,7 @@ def _cluster_report(args: argparse.Namespace, argv: Sequence[str] | None) -> int
                "--scaling-pairs", str(args.scaling_pairs)]  # fmt: skip
     print("$ " + " ".join(command), file=sys.stderr)
     proc = subprocess.run(command, stdout=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        raise SystemExit("error: the cluster benchmark failed")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = _result(proc.returncode, proc.stdout, "the cluster")
     from jobs._bench_report import render_cluster
 
     return _report(args, argv, "cluster", "cluster", result, render_cluster)

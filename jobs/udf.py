@@ -21,7 +21,6 @@ when the struct is expanded (``scores.*``), running the model more than once (me
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,7 +76,8 @@ def score_frame(
     the JVM, and one mapInArrow feeds ONNX Runtime without pandas. The result holds the id
     column (``output.id_column``, "row_id", when ``df`` has it) and ``output.passthrough``,
     then the model's output columns. ``settings`` are the job's conf keys over
-    conf/local.toml's ({"validation.on_invalid": "null", "output.passthrough": ["island"]}).
+    conf/local.toml's, typed as in that file ({"validation.on_invalid": "null",
+    "output.passthrough": ["island"]}; a value of the wrong type is a UsageError).
     A missing or damaged bundle, a missing column or a wrong type raises the formats error
     tree (one line) here, before any task runs. The rows per ONNX Runtime call are the
     session's spark.sql.execution.arrow.maxRecordsPerBatch. Not included: the job's parity
@@ -86,17 +86,7 @@ def score_frame(
     from jobs._settings import load_settings
     from jobs._udf import score
 
-    overrides = [f"{key}={_conf_text(value)}" for key, value in (settings or {}).items()]
-    return score(df, load_model(bundle), load_settings(None, overrides))
-
-
-def _conf_text(value: object) -> str:
-    """A Python value as the --set text the settings loader reads (TOML where it parses)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        return json.dumps([str(v) for v in value])  # a TOML array of strings
-    return str(value)
+    return score(df, load_model(bundle), load_settings(None, values=settings))
 
 
 def input_columns(bundle: str | Path) -> list[str]:

@@ -61,6 +61,17 @@ def test_set_overrides_are_typed_and_flags_win(tmp_path: Path) -> None:
     assert s.job.output == ""  # a None flag leaves the value alone
 
 
+def test_python_values_are_typed_as_toml_values_and_win_over_set() -> None:
+    """score_frame's settings: Python values, no text round trip (a tuple is a list)."""
+    s = load_settings(None, ["job.parity_rows=7"], None,
+                      {"job.parity_rows": 9, "output.passthrough": ("island",),
+                       "execution.string_codes": False})  # fmt: skip
+    assert s.job.parity_rows == 9 and s.output.passthrough == ("island",)
+    assert s.execution.string_codes is False
+    with pytest.raises(UsageError, match="'job.input' takes a string, got 2024"):
+        load_settings(None, values={"job.input": 2024})
+
+
 def test_comma_list_in_set() -> None:
     assert load_settings(None, ["output.passthrough=a,b"]).output.passthrough == ("a", "b")
 

@@ -117,6 +117,11 @@ def test_score_frame_refuses_bad_input_before_any_task(
         score_frame(df.drop("sex"), penguins_bundle)
     with pytest.raises(UsageError, match="on_invalid"):
         score_frame(df, penguins_bundle, {"validation.on_invalid": "skip-it"})
+    # typed as in a TOML file: a list item that is not a column name is not made into one
+    with pytest.raises(UsageError, match="'output.passthrough' takes a list of strings"):
+        score_frame(df, penguins_bundle, {"output.passthrough": ["island", 3]})
+    with pytest.raises(UsageError, match="'execution.string_codes' takes true or false"):
+        score_frame(df, penguins_bundle, {"execution.string_codes": "no"})
 
 
 def test_tensor_model_udf_with_one_array_argument(spark: Any, cnn: tuple[Any, Path]) -> None:
