@@ -172,7 +172,8 @@ def canonical_columns(
 ) -> dict[str, np.ndarray]:
     """:func:`canonical_frame`'s columns as arrays: the Spark job's batches skip pandas."""
     if task == "classification":
-        out: dict[str, Any] = {"label": _labels(label, classes)}
+        # no label: the caller makes it (OnnxScorer, from the class index the job's model returns)
+        out: dict[str, Any] = {} if label is None else {"label": _labels(label, classes)}
         if proba is not None:
             proba = np.asarray(proba, dtype=np.float64)
             if proba.ndim != 2 or proba.shape[1] != len(classes or []):

@@ -152,8 +152,9 @@ def _batches(data: str, limit: int | None = None) -> list[Any]:
 def measure_in_process(data: str, bundle_dir: Path) -> dict[str, Any]:
     """ORT rows/s on prepared feeds, the pyarrow → ORT → Parquet ceiling, one batch's profile;
     all on one thread (ORT intra_op_num_threads=1). ``ort`` runs the model as the job runs it
-    (string columns as int32 codes where formats.onnx.string_codes applies), ``ort_strings``
-    the bundle's model.onnx fed strings, as the hand-written peers run it."""
+    (string columns as int32 codes where formats.onnx.string_codes applies, the label as a
+    class index where formats.onnx.label_index does), ``ort_strings`` the bundle's model.onnx
+    as saved, fed strings, as the hand-written peers run it (given where the two differ)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -168,12 +169,13 @@ def measure_in_process(data: str, bundle_dir: Path) -> dict[str, Any]:
              for b in sample]  # fmt: skip
     rows = sum(b.num_rows for b in sample)
     strings_rate = _rate(scorer.run, feeds, rows)
-    coded = _coded(model)
+    job_model = _job_model(model)
     ort_rate = strings_rate
-    if coded is not None:
-        codes, session = coded
+    if job_model is not None:
+        codes, session = job_model
+        vocabularies = {} if isinstance(codes, str) else codes.vocabularies
         coded_feeds = [
-            {n: codes.codes(n, f[n].ravel()).reshape(-1, 1) if n in codes.vocabularies else f[n]
+            {n: codes.codes(n, f[n].ravel()).reshape(-1, 1) if n in vocabularies else f[n]
              for n in f} for f in feeds
         ]  # fmt: skip
         ort_rate = _rate(lambda f: session.run(None, f), coded_feeds, rows)
@@ -197,7 +199,7 @@ def measure_in_process(data: str, bundle_dir: Path) -> dict[str, Any]:
     ceiling = total / (time.perf_counter() - start)
     return {
         "ort_rows_per_s": round(ort_rate, 1),
-        **({"ort_strings_rows_per_s": round(strings_rate, 1)} if coded is not None else {}),
+        **({"ort_strings_rows_per_s": round(strings_rate, 1)} if job_model is not None else {}),
         **({"ort_ensemble_rows_per_s": round(ensemble_rate, 1)} if ensemble_rate else {}),
         "sklearn_rows_per_s": round(sklearn_rate, 1),
         "ceiling_rows_per_s": round(ceiling, 1),
@@ -216,16 +218,19 @@ def _rate(run: Any, feeds: list[Any], rows: int) -> float:
     return rows / statistics.median(runs)
 
 
-def _coded(model: Any) -> tuple[Any, Any] | None:
-    """(StringCodes, a 1-thread session of its model) when the job feeds codes, else None."""
+def _job_model(model: Any) -> tuple[Any, Any] | None:
+    """(StringCodes or why strings, a 1-thread session of the model the job runs) where that
+    model is not model.onnx as saved (string columns as codes, the label as a class index:
+    formats.onnx.string_codes, label_index), else None."""
     import onnxruntime as ort
 
     codes = model.string_codes
-    if isinstance(codes, str):
+    data = model.strings_model if isinstance(codes, str) else codes.model
+    if data is model.onnx:
         return None
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
-    return codes, ort.InferenceSession(codes.model, options, providers=["CPUExecutionProvider"])
+    return codes, ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
 def _ensemble_rate(bundle_dir: Path, feeds: list[Any], rows: int) -> float | None:
@@ -282,13 +287,14 @@ def _profile(model: Any, sample: list[Any]) -> dict[str, float]:
     from jobs import _udf
     from jobs._model import output_struct, spark_type
 
-    spec, data, codes = model.spec, model.onnx, model.string_codes
+    spec, data, codes = model.spec, model.strings_model, model.string_codes
     if not isinstance(codes, str):  # the job's default: string columns sent as int32 codes
         spec, data = model.coded_spec(codes), codes.model
     out_schema = to_arrow_schema(StructType(output_struct(spec)))  # as the job's _ArrowTask
     scorer = _udf.cached_scorer(spec, lambda: data, _udf.Runtime(intra_op_threads=1))
     # the Arrow types the JVM's cast to spark_type(dtype) sends (strings as they are)
     types = [to_arrow_type(spark_type(d)) for d in spec.onnx_dtypes]
+    labels = _udf._class_array(spec, [out_schema.field(f.name).type for f in spec.outputs])
 
     def column(batch: Any, i: int) -> Any:  # the JVM's cast, or its CASE to codes
         name = spec.columns[i].name
@@ -315,7 +321,7 @@ def _profile(model: Any, sample: list[Any]) -> dict[str, float]:
         t.append(time.perf_counter())
         outputs = scorer.run(feed)
         t.append(time.perf_counter())
-        values = scorer.canonical_columns(outputs)
+        values = scorer.canonical_columns(outputs, labels)
         t.append(time.perf_counter())
         arrays = [batch.column("row_id")] + [
             _udf._arrow_array(values[f.name], out_schema.field(f.name).type) for f in spec.outputs

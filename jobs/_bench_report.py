@@ -62,7 +62,8 @@ def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
         "best_job_vs_pickle_pandas": round(bound_output / pickle_rate, 2)
         if bound_output and pickle_rate else None,
         "ort_vs_sklearn": round(ort / float(sklearn), 2) if sklearn else None,
-        # the model as the job runs it (string columns as int32 codes) over model.onnx on strings
+        # the model as the job runs it (string columns as int32 codes, the label as a class
+        # index) over model.onnx as saved, on strings
         "ort_codes_vs_strings": round(ort / float(local["ort_strings_rows_per_s"]), 2)
         if local.get("ort_strings_rows_per_s") else None,
         # the bundle's trees as matrix products over ai.onnx.ml tree ensembles, ORT alone, both

@@ -91,14 +91,33 @@ class LoadedModel:
     @cached_property
     def string_codes(self) -> StringCodes | str:
         """The model with its string inputs as int32 codes, or why it cannot have them; made
-        when first asked for (~30 ms for the penguins forest), once per driver."""
+        when first asked for (~30 ms for the penguins forest), once per driver. Its label is
+        the class index where formats.onnx.label_index applies, as in :attr:`strings_model`."""
         import onnx
 
         from formats.onnx.string_codes import encode
 
         if not self.spec.tabular:
             return "the model takes tensors"
-        return encode(onnx.load_from_string(self.onnx))
+        codes = encode(onnx.load_from_string(self.onnx))
+        return codes if isinstance(codes, str) else replace(codes, model=self._indexed(codes.model))
+
+    @cached_property
+    def strings_model(self) -> bytes:
+        """model.onnx as the job and the public UDF run it when they feed strings: the label
+        as the class index where formats.onnx.label_index applies (the lookup is then an Arrow
+        ``take`` in the worker), else model.onnx as saved."""
+        return self._indexed(self.onnx)
+
+    def _indexed(self, data: bytes) -> bytes:
+        import onnx
+
+        from formats.onnx.label_index import label_as_index
+
+        if self.spec.task != "classification" or not self.spec.classes:
+            return data
+        rewritten = label_as_index(onnx.load_from_string(data), list(self.spec.classes))
+        return data if rewritten is None else rewritten.SerializeToString()
 
     def codes_for(self, schema: StructType, wanted: bool) -> StringCodes | str:
         """What the job feeds the model's string columns of ``schema``: the codes, or why
@@ -113,29 +132,38 @@ class LoadedModel:
             return codes
         return strings_as_codes(schema, self.spec, codes) or codes
 
-    def codes_disagree(self, codes: StringCodes, sample: pd.DataFrame) -> str:
-        """How the coded model's scores of ``sample`` differ from model.onnx's ("" when they
-        are the same): the parity gate's check of the model the job really broadcasts."""
+    def broadcast_disagrees(self, codes: StringCodes | str, sample: pd.DataFrame) -> str:
+        """How the scores of ``sample`` by the model the job broadcasts (``codes``' model, or
+        :attr:`strings_model` when ``codes`` says why strings) differ from model.onnx's as
+        saved ("" when they are the same, or when the job broadcasts model.onnx itself): the
+        parity gate's check of the rewrites (category codes, the label's class index)."""
         import numpy as np
 
         from formats.onnx.scorer import OnnxScorer
         from formats.schema import conform
 
+        vocabularies = {} if isinstance(codes, str) else codes.vocabularies
+        broadcast = self.strings_model if isinstance(codes, str) else codes.model
+        if broadcast is self.onnx:
+            return ""
         m, spec = self.bundle.manifest, self.spec
         args = (m.task, m.classes, m.inputs)
         original = OnnxScorer(self.onnx, *args, providers=["CPUExecutionProvider"])
-        coded = OnnxScorer(codes.model, *args, providers=["CPUExecutionProvider"])
+        scorer = OnnxScorer(broadcast, *args, providers=["CPUExecutionProvider"])
         x = conform(sample, m.inputs)
         columns = {c: x[c].to_numpy() for c in x.columns}
-        for name in codes.vocabularies:
-            columns[name] = codes.codes(name, [v if isinstance(v, str) else None for v in x[name]])
+        if not isinstance(codes, str):
+            for name in vocabularies:
+                values = [v if isinstance(v, str) else None for v in x[name]]
+                columns[name] = codes.codes(name, values)
         want = original.predict(x)
-        got = coded.canonical(coded.run(coded.feed(columns)), x.index)
+        got = scorer.canonical(scorer.run(scorer.feed(columns)), x.index)
         for f in spec.outputs:
             a, b = want[f.name].to_numpy(), got[f.name].to_numpy()
             same = (a == b) if a.dtype == object else np.isclose(a, b, rtol=0, atol=1e-6)
             if not np.all(same):
-                return f"{f.name} differs on {int((~same).sum())} of {len(x)} sample rows"
+                what = "with category codes" if vocabularies else "with its label as a class index"
+                return f"{what}: {f.name} differs on {int((~same).sum())} of {len(x)} sample rows"
         return ""
 
     def coded_spec(self, codes: StringCodes) -> ModelSpec:

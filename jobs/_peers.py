@@ -130,8 +130,9 @@ def floor_ort(ctx: Context) -> None:
 
     from jobs._model import load_model
 
-    codes = load_model(ctx.bundle).string_codes
-    model = ctx.onnx if isinstance(codes, str) else codes.model
+    loaded = load_model(ctx.bundle)
+    codes = loaded.string_codes
+    model = loaded.strings_model if isinstance(codes, str) else codes.model
     columns = ctx.columns
     schema, names, scores = _made_up_scores(ctx)
 

@@ -157,9 +157,13 @@ def predict(
     columns: Mapping[str, np.ndarray],
     rows: int,
     strings_filled: bool = False,
-) -> dict[str, np.ndarray]:
+    labels: pa.Array | None = None,
+) -> dict[str, Any]:
     """One batch: input arrays by model input name -> one array per output column.
-    ``strings_filled``: string columns hold str only ("" for null: :func:`_column_values`)."""
+    ``strings_filled``: string columns hold str only ("" for null: :func:`_column_values`).
+    ``labels``: the classes as an Arrow array of the label column's type; where the model
+    returns the class index (formats.onnx.label_index), the label is an Arrow array taken
+    from it, else every column is numpy."""
     if not spec.tabular:
         outputs = scorer.run(_tensor.feed(columns, spec.tensors, rows))
         return _tensor.split_outputs(outputs, spec.outputs, rows)
@@ -170,13 +174,16 @@ def predict(
             f"the model's inputs {spec.input_names} got values it cannot convert ({exc}); pass "
             "the model's columns in this order, numbers for numeric ones"
         ) from None
-    values = scorer.canonical_columns(scorer.run(feed))
+    values = scorer.canonical_columns(scorer.run(feed), labels)
     return {f.name: values[f.name] for f in spec.outputs}
 
 
 # --- the job's transform: mapInArrow -------------------------------------------------------
-def _arrow_array(values: np.ndarray, typ: pa.DataType) -> pa.Array:
+def _arrow_array(values: Any, typ: pa.DataType) -> pa.Array:
     import pyarrow as pa
+
+    if isinstance(values, pa.Array):  # the label, taken from the classes (predict's labels)
+        return values
 
     if pa.types.is_list(typ):
         rows, width = values.shape
@@ -223,6 +230,7 @@ def _score_valid(
     cols: Mapping[str, np.ndarray],
     error: pa.Array,
     outputs: Sequence[tuple[OutputField, pa.DataType]],
+    labels: pa.Array | None,
 ) -> list[pa.Array]:
     """The outputs of the rows whose ``error`` is null; null on the others, which the model
     never sees (their values may be ones it cannot take: that is why they are invalid)."""
@@ -231,7 +239,7 @@ def _score_valid(
     valid = np.asarray(error.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     rows = len(valid)
     if valid.all():
-        values = predict(scorer, spec, cols, rows, strings_filled=True)
+        values = predict(scorer, spec, cols, rows, strings_filled=True, labels=labels)
         return [_arrow_array(values[f.name], t) for f, t in outputs]
     if not valid.any():
         return [pa.nulls(rows, t) for _, t in outputs]
@@ -246,6 +254,16 @@ def _score_valid(
         full[where] = got
         out.append(pa.array(full, type=t, mask=~valid))
     return out
+
+
+def _class_array(spec: ModelSpec, types: Sequence[pa.DataType]) -> pa.Array | None:
+    """The classes as an Arrow array of the label column's type, in order, for a classifier."""
+    import pyarrow as pa
+
+    at = [i for i, f in enumerate(spec.outputs) if f.name == "label"]
+    if spec.task != "classification" or not spec.classes or not at:
+        return None
+    return pa.array(list(spec.classes), type=types[at[0]])
 
 
 @dataclass(frozen=True)
@@ -268,6 +286,7 @@ class _ArrowTask:
         n_in = len(spec.input_names)
         out_types = [self.schema.field(self.n_pass + i).type for i in range(len(spec.outputs))]
         scorer: OnnxScorer | None = None
+        labels = _class_array(spec, out_types)
         for batch in batches:
             rows = batch.num_rows
             if rows == 0:
@@ -285,10 +304,10 @@ class _ArrowTask:
             outputs = zip(spec.outputs, out_types, strict=True)
             if self.with_error:
                 error = batch.column(n_in + self.n_pass)
-                arrays += _score_valid(scorer, spec, cols, error, list(outputs))
+                arrays += _score_valid(scorer, spec, cols, error, list(outputs), labels)
                 arrays.append(error)
             else:
-                values = predict(scorer, spec, cols, rows, strings_filled=True)
+                values = predict(scorer, spec, cols, rows, strings_filled=True, labels=labels)
                 arrays += [_arrow_array(values[f.name], t) for f, t in outputs]
             arrays += [_tag(provider, rows), _tag(worker, rows)]
             yield pa.RecordBatch.from_arrays(arrays, schema=self.schema)
@@ -426,7 +445,7 @@ def _string_inputs(df: DataFrame, model: LoadedModel, wanted: bool) -> tuple[Mod
     as int32 codes made in the JVM when the model allows it (formats.onnx.string_codes)."""
     codes = model.codes_for(df.schema, wanted)
     if isinstance(codes, str):
-        return model.spec, model.onnx, codes and f"strings ({codes})"
+        return model.spec, model.strings_model, codes and f"strings ({codes})"
     names = [c.name for c in model.spec.columns if c.name in codes.vocabularies]
     return model.coded_spec(codes), codes.model, f"int32 codes ({', '.join(names)})"
 

@@ -11,8 +11,9 @@ workers inherit the pinning), so per-core figures are per core. Each figure is t
 
 Beside the Spark peers the child measures, in one process on one core: ``ort`` (ONNX Runtime's
 ``run`` alone on the same 10k-row batches, feeds prepared beforehand, the model as the job runs
-it: string columns as int32 codes, formats.onnx.string_codes; ``ort_strings`` is model.onnx fed
-strings, as the hand-written peers run it), ``sklearn`` (the
+it: string columns as int32 codes, formats.onnx.string_codes, and a forest's label as its class
+index, formats.onnx.label_index; ``ort_strings`` is model.onnx as saved, fed strings, as the
+hand-written peers run it), ``sklearn`` (the
 pickle's own predict_proba on the same batches as pandas frames), ``ceiling`` (pyarrow
 batches → ORT → Parquet writer, no Spark) and a profile of one batch (conversion, ORT, output,
 write). ``bound = 1 / (1/floor_arrow + 1/ort)`` is what a job that adds nothing to Spark's

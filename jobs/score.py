@@ -272,16 +272,20 @@ def parity_gate(df: DataFrame, model: LoadedModel, settings: Settings) -> Parity
     if not report.passed:
         raise VerificationFailedError(_parity_failure(report), report)
     codes = model.codes_for(df.schema, settings.execution.string_codes)
-    if not isinstance(codes, str):
-        # the job broadcasts model.onnx with its string part as tables (formats.onnx.string_codes):
-        # the same scores by construction, checked here on the same sample
-        differs = model.codes_disagree(codes, sample)
-        if differs:
-            raise VerificationFailedError(
-                f"parity gate failed: model.onnx with category codes and as saved disagree: "
-                f"{differs}; set execution.string_codes = false to score with strings",
-                report,
-            )
+    # the job broadcasts model.onnx rewritten (formats.onnx.string_codes, label_index): the
+    # same scores by construction, checked here on the same sample
+    differs = model.broadcast_disagrees(codes, sample)
+    if differs:
+        fix = (
+            "set execution.string_codes = false to score with strings"
+            if not isinstance(codes, str)
+            else "a modelport bug: please report it with the bundle"
+        )
+        raise VerificationFailedError(
+            f"parity gate failed: model.onnx as saved and as the job runs it ({differs}) "
+            f"disagree; {fix}",
+            report,
+        )
     return report
 
 

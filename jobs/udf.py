@@ -62,7 +62,7 @@ def onnx_udf(
         provider, ort.get_available_providers(), master_of(spark), allow_cpu_fallback
     )
     runtime = Runtime(provider, allow_cpu_fallback, intra_op_threads, gpu_device_id)
-    udf = pandas_scoring_udf(model.spec, share_bytes(spark, model.onnx), runtime)
+    udf = pandas_scoring_udf(model.spec, share_bytes(spark, model.strings_model), runtime)
     return udf.asNondeterministic()
 
 

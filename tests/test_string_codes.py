@@ -228,15 +228,15 @@ def test_the_parity_gate_checks_the_coded_model(
     data = _rows().dropna(subset=[c for c in FEATURES if c != "sex"])
     codes = model.string_codes
     assert isinstance(codes, StringCodes)
-    assert model.codes_disagree(codes, data[FEATURES]) == ""
+    assert model.broadcast_disagrees(codes, data[FEATURES]) == ""
     vocab = list(codes.vocabularies["island"])
     a, b = vocab.index("Biscoe"), vocab.index("Torgersen")
     vocab[a], vocab[b] = vocab[b], vocab[a]
     wrong = dataclasses.replace(codes, vocabularies={**codes.vocabularies, "island": tuple(vocab)})
-    assert " differs on " in model.codes_disagree(wrong, data[FEATURES])
+    assert " differs on " in model.broadcast_disagrees(wrong, data[FEATURES])
     tampered = LoadedModel(model.bundle, model.spec, model.onnx)
     tampered.__dict__["string_codes"] = wrong  # what the cached property would hold
     df = spark.createDataFrame(data)
-    with pytest.raises(VerificationFailedError, match="with category codes and as saved disagree"):
+    with pytest.raises(VerificationFailedError, match=r"as the job runs it \(with category codes: "):
         parity_gate(df, tampered, load_settings(None, []))
     assert parity_gate(df, tampered, load_settings(None, ["execution.string_codes=false"]))

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from formats.errors import InputError
+from formats.onnx.label_index import LABEL_INDEX
 from formats.onnx.runtime import Session, SessionOptions
 from formats.schema import ColumnSpec, canonical_columns, conform
 
@@ -51,7 +52,11 @@ class OnnxScorer:
         names = self.session.signature.output_names
         self._label = "label" if "label" in names else None
         self._proba = "probabilities" if "probabilities" in names else None
-        self._value = next((n for n in names if n not in ("label", "probabilities")), names[0])
+        # the Spark job's model may return the label as its class index (formats.onnx.label_index)
+        self._index = LABEL_INDEX if LABEL_INDEX in names and classes else None
+        self._classes = np.array(classes or [], dtype=object)
+        outputs = ("label", "probabilities", LABEL_INDEX)
+        self._value = next((n for n in names if n not in outputs), names[0])
         # All-numeric models without a ColumnTransformer take one [batch, n] tensor of the
         # columns in manifest order; the others one [batch, 1] tensor per column.
         self._matrix: str | None = None
@@ -111,13 +116,31 @@ class OnnxScorer:
     def canonical(self, outputs: Mapping[str, np.ndarray], index: Any = None) -> pd.DataFrame:
         return pd.DataFrame(self.canonical_columns(outputs), index=index)
 
-    def canonical_columns(self, outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """:meth:`canonical` as arrays by column name (no pandas: the Spark job's batches)."""
+    def canonical_columns(
+        self, outputs: Mapping[str, np.ndarray], labels: Any = None
+    ) -> dict[str, Any]:
+        """:meth:`canonical` as arrays by column name (no pandas: the Spark job's batches).
+        ``labels``: the classes as an Arrow array, in order (the job's); where the model returns
+        the class index, the label column is then ``labels.take(index)``, an Arrow array made
+        with no Python object per row."""
         if self.task == "classification":
             label = outputs[self._label] if self._label else None
+            index = self.label_index(outputs)
+            if index is not None and labels is None:
+                label = self._classes[index]
             proba = outputs[self._proba] if self._proba else None
-            return canonical_columns(self.task, self.classes, label=label, proba=proba)
+            out = canonical_columns(self.task, self.classes, label=label, proba=proba)
+            if index is not None and labels is not None:
+                out["label"] = labels.take(index)
+            return out
         return canonical_columns(self.task, None, prediction=outputs[self._value])
+
+    def label_index(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """Each row's class as an index into ``classes``, where the model returns one instead
+        of the label (formats.onnx.label_index); None otherwise."""
+        if self._index is None:
+            return None
+        return np.asarray(outputs[self._index]).reshape(-1)
 
     def _outputs(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         x = conform(frame, self.inputs)
