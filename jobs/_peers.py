@@ -48,14 +48,18 @@ def _proba_schema(ctx: Context) -> str:
 def job(ctx: Context, overrides: tuple[str, ...] = ()) -> None:
     """modelport's job transform (jobs._udf.score) with the run summary's observations (rows
     in and out, invalid rows by rule, providers, sessions), as spark-submit jobs/score.py
-    writes it; without that job's parity gate and summary file, fixed costs of a run."""
+    writes it (Spark's per-row Arrow batch size check skipped where the batches cannot reach
+    its limit, jobs._arrow_batches); without that job's parity gate and summary file, fixed
+    costs of a run."""
+    from jobs._arrow_batches import skipping_size_check
     from jobs._model import load_model
     from jobs._settings import load_settings
     from jobs._udf import ScoreMetrics, score
 
     settings, metrics = load_settings(None, overrides, {}), ScoreMetrics()
     scored = score(ctx.spark.read.parquet(ctx.data), load_model(ctx.bundle), settings, metrics)
-    _write(scored, ctx)
+    with skipping_size_check(ctx.spark, *metrics.row_bytes):
+        _write(scored, ctx)
     got = metrics.result()
     if got["rows_in"] != got["rows_scored"]:  # no row may be lost between the two observations
         raise RuntimeError(f"the job read {got['rows_in']} rows and scored {got['rows_scored']}")

@@ -46,6 +46,9 @@ class RunSummary:
     # how string columns reached the model: "int32 codes (island, sex)" (made in the JVM,
     # formats.onnx.string_codes), "strings (why not codes)", "" when the model takes none
     string_inputs: str
+    # how the batches sent to the workers were sized (jobs._arrow_batches): by rows alone,
+    # Spark's per-row size check skipped, or by Spark's byte limit and why
+    arrow_batches: str
     parity: dict[str, Any] | None
     finished: str
 
@@ -74,6 +77,7 @@ def render(summary: RunSummary) -> Any:
     ]
     if summary.string_inputs:
         rows.append(("string inputs", summary.string_inputs))
+    rows.append(("Arrow batches", summary.arrow_batches))
     if summary.parity is not None:
         rows.append(("parity gate", _parity_text(summary.parity)))
     for what, value in rows:

@@ -39,6 +39,7 @@ import pandas as pd
 
 from formats.errors import InputError
 from jobs import _providers, _tensor
+from jobs._arrow_batches import row_bytes
 from jobs._model import (
     MODEL_COLUMNS,
     LoadedModel,
@@ -325,6 +326,9 @@ class ScoreMetrics:
         self.output = Observation(f"modelport_out_{tag}")
         self.rules: list[str] = []  # the invalid-row rules counted, by their aggregate's index
         self.strings = ""  # how string columns reached the model: codes or strings, and why
+        # the most bytes a row sent to the workers takes, or None and a column of variable
+        # width: whether the caller may skip Spark's per-row batch size check (jobs._arrow_batches)
+        self.row_bytes: tuple[int | None, str] = (None, "")
 
     def invalid_counts(self, found: Sequence[Check]) -> list[Any]:
         """One count per rule, aggregated with the input's row count (the same scan)."""
@@ -409,6 +413,12 @@ def score(
         selected = selected.where(f"{rule} IS NULL")
     if on_invalid != "fail":
         selected = selected.drop(RULE)  # the batch: inputs, pass-through[, REASON]
+    if metrics is not None:
+        width, alias = row_bytes(selected.schema)
+        names = {input_alias(i): n for i, n in enumerate(spec.input_names)}
+        names |= {passthrough_alias(i): c for i, c in enumerate(keep)}
+        names[REASON] = "the invalid-row reason"
+        metrics.row_bytes = (width, names.get(alias, alias))
     error = [StructField(ERROR_COLUMN, StringType())] if on_invalid == "null" else []
     schema = StructType(
         [df.schema[c] for c in keep]

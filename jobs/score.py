@@ -148,6 +148,7 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
     from rich.console import Console
 
     from jobs import _summary
+    from jobs._arrow_batches import skipping_size_check
     from jobs._model import check_partitioning
     from jobs._udf import ScoreMetrics, score
     from jobs._validate import quarantine_path, quarantined, valid_rows
@@ -171,7 +172,8 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
     if out.partition_by:
         writer = writer.partitionBy(*out.partition_by)
     start = time.perf_counter()
-    writer.parquet(job.output)
+    with skipping_size_check(spark, *metrics.row_bytes) as batches:
+        writer.parquet(job.output)
     seconds = time.perf_counter() - start
     got = metrics.result()
     spec = model.spec
@@ -195,6 +197,7 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
         worker_processes=got["worker_processes"],
         ort_sessions=got["ort_sessions"],
         string_inputs=got["string_inputs"],
+        arrow_batches=batches,
         parity=_parity_dict(report),
         finished=datetime.now(UTC).isoformat(timespec="seconds"),
     )

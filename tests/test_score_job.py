@@ -85,6 +85,10 @@ def test_job_scores_writes_and_summarises(
     assert summary["ort_sessions"] == summary["worker_processes"] >= 1
     assert summary["parity"]["rows"] == 1000 and summary["parity"]["label_agreement"] == 1.0
     assert summary["rows_per_second"] > 0
+    # codes and numbers only cross to Python: Spark's per-row batch size check is skipped,
+    # and the session's own setting is back after the job
+    assert "Spark's per-row size check skipped" in summary["arrow_batches"]
+    assert spark.conf.get("spark.sql.execution.arrow.maxBytesPerBatch", None) is None
     assert "rows scored" in stdout and "CPUExecutionProvider" in stdout
 
     # append adds the rows again (and a fresh summary); overwrite replaces them
