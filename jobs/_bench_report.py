@@ -201,6 +201,10 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
     ("proposed: job ≥ 0.8x the bound that writes the scores", "job_vs_bound_output", 0.8),
 )
 SCALING_TARGET = 1.8
+# ``ort`` (the bound's ORT rate) is measured once, alone, after the Spark rounds; where ORT came
+# out this much faster inside a Spark worker (floor_ort) than alone, that moment was slower
+# than the rounds, the bound is low with it, and the bound's target is not judged on it
+SLOW_ORT = 1.05
 
 
 def targets(
@@ -214,11 +218,18 @@ def targets(
         return []
     per_run, per_row = ratios(one, model), marginal(one, model)
 
-    def verdict(value: float | None, least: float) -> str:
-        return "-" if value is None else "met" if value >= least else "not met"
+    in_worker = per_run.get("ort_in_worker_vs_alone")
 
-    rows = [(what, per_run[key], per_row.get(f"{key}_marginal"), verdict(per_run[key], least))
-            for what, key, least in TARGETS]  # fmt: skip
+    def verdict(value: float | None, least: float, key: str = "") -> str:
+        if value is None:
+            return "-"
+        if key == "job_vs_bound" and in_worker is not None and in_worker > SLOW_ORT:
+            return (f"not judged: ORT ran {in_worker:.2f}x faster inside a worker than alone, "
+                    "so `ort` was measured in a slow moment")  # fmt: skip
+        return "met" if value >= least else "not met"
+
+    rows = [(what, per_run[key], per_row.get(f"{key}_marginal"),
+             verdict(per_run[key], least, key)) for what, key, least in TARGETS]  # fmt: skip
     if len(runs) > 1 and int(runs[-1]["cores"]) == 2:
         grown, _ = _grown([one, runs[-1]], pairs, model)
         rows.append((f"job ≥ {SCALING_TARGET}x from 1 to 2 cores (wall)", grown, None,

@@ -224,6 +224,16 @@ def test_targets_are_judged_on_the_one_core_run() -> None:
     assert targets([two], "rf") == []  # no 1-core run: nothing judged per core
     text = render_markdown({"command": "x", "machine": {}, "runs": [one, two]})
     assert "| job ≥ 1.15x the hand-written ONNX UDF | 1.25 | - | met |" in text
+    # ORT faster inside a worker than alone (floor_ort's extra 1 s of CPU for 1000 rows: 1000
+    # rows/s against `ort`'s 400): `ort` was measured in a slow moment, the bound is not judged
+    peers = one["models"]["rf"]["peers"]
+    peers["floor_output"] |= {"rows": 1000, "cpu_seconds": 2.0}
+    peers["floor_ort"] = {"rows": 1000, "cpu_seconds": 3.0, "rows_per_cpu_s": 333.0}
+    got = {what: verdict for what, _, _, verdict in targets([one], "rf")}
+    assert got["job ≥ 0.95x the bound 1/(1/floor + 1/ort)"].startswith(
+        "not judged: ORT ran 2.50x faster inside a worker than alone"
+    )
+    assert got["job ≥ 1.15x the hand-written ONNX UDF"] == "met"
 
 
 def test_marginal_costs_split_per_row_from_per_run() -> None:
