@@ -225,7 +225,7 @@ def _job_model(model: Any) -> tuple[Any, Any] | None:
     import onnxruntime as ort
 
     codes = model.string_codes
-    data = model.strings_model if isinstance(codes, str) else codes.model
+    data = model.broadcast(codes)
     if data is model.onnx:
         return None
     options = ort.SessionOptions()

@@ -132,18 +132,21 @@ class LoadedModel:
             return codes
         return strings_as_codes(schema, self.spec, codes) or codes
 
+    def broadcast(self, codes: StringCodes | str) -> bytes:
+        """The model the job broadcasts: ``codes``' model, or :attr:`strings_model` when
+        ``codes`` says why the job feeds strings."""
+        return self.strings_model if isinstance(codes, str) else codes.model
+
     def broadcast_disagrees(self, codes: StringCodes | str, sample: pd.DataFrame) -> str:
-        """How the scores of ``sample`` by the model the job broadcasts (``codes``' model, or
-        :attr:`strings_model` when ``codes`` says why strings) differ from model.onnx's as
-        saved ("" when they are the same, or when the job broadcasts model.onnx itself): the
-        parity gate's check of the rewrites (category codes, the label's class index)."""
+        """How the scores of ``sample`` by :meth:`broadcast`'s model differ from model.onnx's
+        as saved ("" when they are the same, or when the job broadcasts model.onnx itself):
+        the parity gate's check of the rewrites (category codes, the label's class index)."""
         import numpy as np
 
         from formats.onnx.scorer import OnnxScorer
         from formats.schema import conform
 
-        vocabularies = {} if isinstance(codes, str) else codes.vocabularies
-        broadcast = self.strings_model if isinstance(codes, str) else codes.model
+        broadcast = self.broadcast(codes)
         if broadcast is self.onnx:
             return ""
         m, spec = self.bundle.manifest, self.spec
@@ -152,8 +155,9 @@ class LoadedModel:
         scorer = OnnxScorer(broadcast, *args, providers=["CPUExecutionProvider"])
         x = conform(sample, m.inputs)
         columns = {c: x[c].to_numpy() for c in x.columns}
-        if not isinstance(codes, str):
-            for name in vocabularies:
+        coded = not isinstance(codes, str)
+        if not isinstance(codes, str):  # the category columns as the JVM's CASE makes them
+            for name in codes.vocabularies:
                 values = [v if isinstance(v, str) else None for v in x[name]]
                 columns[name] = codes.codes(name, values)
         want = original.predict(x)
@@ -162,7 +166,7 @@ class LoadedModel:
             a, b = want[f.name].to_numpy(), got[f.name].to_numpy()
             same = (a == b) if a.dtype == object else np.isclose(a, b, rtol=0, atol=1e-6)
             if not np.all(same):
-                what = "with category codes" if vocabularies else "with its label as a class index"
+                what = "with category codes" if coded else "with its label as a class index"
                 return f"{what}: {f.name} differs on {int((~same).sum())} of {len(x)} sample rows"
         return ""
 

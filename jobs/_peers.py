@@ -136,7 +136,7 @@ def floor_ort(ctx: Context) -> None:
 
     loaded = load_model(ctx.bundle)
     codes = loaded.string_codes
-    model = loaded.strings_model if isinstance(codes, str) else codes.model
+    model = loaded.broadcast(codes)
     columns = ctx.columns
     schema, names, scores = _made_up_scores(ctx)
 

@@ -455,9 +455,9 @@ def _string_inputs(df: DataFrame, model: LoadedModel, wanted: bool) -> tuple[Mod
     as int32 codes made in the JVM when the model allows it (formats.onnx.string_codes)."""
     codes = model.codes_for(df.schema, wanted)
     if isinstance(codes, str):
-        return model.spec, model.strings_model, codes and f"strings ({codes})"
+        return model.spec, model.broadcast(codes), codes and f"strings ({codes})"
     names = [c.name for c in model.spec.columns if c.name in codes.vocabularies]
-    return model.coded_spec(codes), codes.model, f"int32 codes ({', '.join(names)})"
+    return model.coded_spec(codes), model.broadcast(codes), f"int32 codes ({', '.join(names)})"
 
 
 # --- the public UDF: an iterator pandas UDF returning a struct ------------------------------
