@@ -86,7 +86,10 @@ def skipping_size_check(spark: Any, row_width: int | None, why: str = "") -> Ite
     done, one line for the run summary."""
     limit = _bytes(str(spark.conf.get(MAX_BYTES)))
     rows = int(str(spark.conf.get(MAX_ROWS)))
-    if limit is None or limit >= _UNCHECKED:
+    if limit is None:  # Spark refuses such values itself; keep its check rather than guess
+        yield f"sized by Spark's byte limit (its value {spark.conf.get(MAX_BYTES)!r} is not read here)"
+        return
+    if limit >= _UNCHECKED:
         yield "Spark's byte limit is off in this session"
         return
     if row_width is None:

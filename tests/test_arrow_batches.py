@@ -100,3 +100,26 @@ def test_the_job_sends_fixed_widths_with_codes_and_not_with_strings(
     # row_id (long) and the model's columns: 4 floats, a long year, 2 int32 codes
     assert got["true"] == (1 + 9 + 4 * 5 + 9 + 2 * 5, "")
     assert got["false"] == (None, "island")
+
+
+class _Conf:
+    """A session's conf holding a byte limit Spark would refuse to set (it checks sizes on
+    ``conf.set``), so only a conf object can hold one."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+
+def test_an_unreadable_limit_keeps_the_check_and_says_so() -> None:
+    session = type("Session", (), {})()
+    session.conf = _Conf({MAX_BYTES: "lots", "spark.sql.execution.arrow.maxRecordsPerBatch": "10"})
+    with skipping_size_check(session, 20) as what:
+        assert session.conf.values[MAX_BYTES] == "lots"  # untouched
+    assert what == "sized by Spark's byte limit (its value 'lots' is not read here)"
+    session.conf.values[MAX_BYTES] = str(2**31 - 1)
+    with skipping_size_check(session, 20) as what:
+        pass
+    assert what == "Spark's byte limit is off in this session"
