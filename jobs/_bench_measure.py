@@ -9,6 +9,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -165,20 +166,11 @@ def measure_in_process(data: str, bundle_dir: Path) -> dict[str, Any]:
     scorer: Any = load(bundle_dir, "onnx", intra_op_threads=1)
     names = [c.name for c in scorer.inputs]
     sample = _batches(data, limit=30)
-    feeds = [scorer.feed({n: b.column(n).to_numpy(zero_copy_only=False) for n in names})
-             for b in sample]  # fmt: skip
+    feeds = _feeds(scorer, sample)
     rows = sum(b.num_rows for b in sample)
     strings_rate = _rate(scorer.run, feeds, rows)
     job_model = _job_model(model)
-    ort_rate = strings_rate
-    if job_model is not None:
-        codes, session = job_model
-        vocabularies = {} if isinstance(codes, str) else codes.vocabularies
-        coded_feeds = [
-            {n: codes.codes(n, f[n].ravel()).reshape(-1, 1) if n in vocabularies else f[n]
-             for n in f} for f in feeds
-        ]  # fmt: skip
-        ort_rate = _rate(lambda f: session.run(None, f), coded_feeds, rows)
+    ort_rate = _rate(*_as_the_job_runs(scorer, job_model, feeds), rows)
     ensemble_rate = _ensemble_rate(bundle_dir, feeds, rows)
     sklearn_rate = _sklearn_rate(bundle_dir, names, sample)
 
@@ -205,6 +197,51 @@ def measure_in_process(data: str, bundle_dir: Path) -> dict[str, Any]:
         "ceiling_rows_per_s": round(ceiling, 1),
         "profile_ms_per_10k": _profile(model, sample),
     }
+
+
+def _feeds(scorer: Any, batches: list[Any]) -> list[dict[str, Any]]:
+    """model.onnx's feeds of ``batches``, as the hand-written peers build them."""
+    names = [c.name for c in scorer.inputs]
+    return [scorer.feed({n: b.column(n).to_numpy(zero_copy_only=False) for n in names})
+            for b in batches]  # fmt: skip
+
+
+def _as_the_job_runs(
+    scorer: Any, job_model: tuple[Any, Any] | None, feeds: list[dict[str, Any]]
+) -> tuple[Callable[[dict[str, Any]], Any], list[dict[str, Any]]]:
+    """(run, its feeds): the model the job broadcasts, its string columns as int32 codes, or
+    model.onnx as saved where that is what the job runs (``job_model`` None)."""
+    if job_model is None:
+        return scorer.run, feeds
+    codes, session = job_model
+    vocabularies = {} if isinstance(codes, str) else codes.vocabularies
+    coded = [{n: codes.codes(n, f[n].ravel()).reshape(-1, 1) if n in vocabularies else f[n]
+              for n in f} for f in feeds]  # fmt: skip
+    return (lambda f: session.run(None, f)), coded
+
+
+def ort_alone(data: str, bundle_dir: Path) -> tuple[Callable[[object], int], int]:
+    """(a pass, its rows): ONNX Runtime over every 10k-row batch of ``data``, feeds prepared
+    here, the model as the job runs it, one thread, in this process. The bench's rounds time
+    it beside the Spark peers (interleaved, as they are), so the bound's ``ort`` and ``floor``
+    come from the same moments of a noisy machine. The pass takes a peer's argument (the bench's
+context, unused) and returns its rows."""
+    from formats import load
+    from jobs._model import load_model
+
+    scorer: Any = load(bundle_dir, "onnx", intra_op_threads=1)
+    batches = _batches(data)
+    rows = int(sum(b.num_rows for b in batches))
+    run, feeds = _as_the_job_runs(scorer, _job_model(load_model(bundle_dir)),
+                                  _feeds(scorer, batches))  # fmt: skip
+    del batches  # the feeds alone stay in memory for the rounds
+
+    def one_pass(_ctx: object) -> int:
+        for feed in feeds:
+            run(feed)
+        return rows
+
+    return one_pass, rows
 
 
 def _rate(run: Any, feeds: list[Any], rows: int) -> float:

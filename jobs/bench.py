@@ -9,14 +9,16 @@ workers inherit the pinning), so per-core figures are per core. Each figure is t
 ``--repeats`` timed runs after one untimed warm-up of the workers. Results go to
 ``out/bench/results.json`` and ``out/bench/results.md``; nothing here asserts a time.
 
-Beside the Spark peers the child measures, in one process on one core: ``ort`` (ONNX Runtime's
-``run`` alone on the same 10k-row batches, feeds prepared beforehand, the model as the job runs
-it: string columns as int32 codes, formats.onnx.string_codes, and a forest's label as its class
-index, formats.onnx.label_index; ``ort_strings`` is model.onnx as saved, fed strings, as the
-hand-written peers run it), ``sklearn`` (the
-pickle's own predict_proba on the same batches as pandas frames), ``ceiling`` (pyarrow
-batches → ORT → Parquet writer, no Spark) and a profile of one batch (conversion, ORT, output,
-write). ``bound = 1 / (1/floor_arrow + 1/ort)`` is what a job that adds nothing to Spark's
+On one core the rounds also time ``ort``, a peer without Spark: ONNX Runtime's ``run`` alone
+on every 10k-row batch of the same data, in the driver's process, one thread, feeds prepared
+beforehand, the model as the job runs it (string columns as int32 codes,
+formats.onnx.string_codes, and a forest's label as its class index, formats.onnx.label_index).
+After the rounds the child measures, in one process on one core: ``ort`` once more on 30
+batches (``in_process``; the bound uses it only where the rounds had no ``ort``),
+``ort_strings`` (model.onnx as saved, fed strings, as the hand-written peers run it),
+``sklearn`` (the pickle's own predict_proba on the same batches as pandas frames), ``ceiling``
+(pyarrow batches → ORT → Parquet writer, no Spark) and a profile of one batch (conversion, ORT,
+output, write). ``bound = 1 / (1/floor_arrow + 1/ort)`` is what a job that adds nothing to Spark's
 transfer and ORT's compute would reach; ``bound_output`` uses ``floor_output`` (the no-op that
 also returns and writes the job's output columns) instead, i.e. it counts writing the scores.
 ``floor_ort`` is floor_output with ORT run in the worker on a batch converted once: what the job
@@ -40,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -165,8 +167,8 @@ def _context(
 
 def _child(args: argparse.Namespace) -> int:
     """One core count: every model, every peer; JSON on stdout's last line."""
-    from jobs._bench_measure import collectors, measure_in_process, spark_session
-    from jobs._bench_report import BIG
+    from jobs._bench_measure import collectors, measure_in_process, ort_alone, spark_session
+    from jobs._bench_report import BIG, ORT
     from jobs._peers import PEERS, Context
     from jobs.datagen import generate
 
@@ -199,14 +201,21 @@ def _child(args: argparse.Namespace) -> int:
             rows = min(SLOW.get(name, args.rows), args.rows)
             where = str(slow_data.get(rows, data))
             plan[name] = (Context(**{**ctx.__dict__, "data": where}), rows)
-        runners = dict(PEERS)
+        runners: dict[str, Callable[[Context], int | None]] = dict(PEERS)
         # on more cores, the scaling's peers on the second size too: a scaling on a larger
         # input, where a run's fixed cost (on one core) weighs less
         for name in (MARGINAL if args.cores == 1 else PAIRED) if big else ():
             if name in plan:
                 plan[name + BIG] = (Context(**{**ctx.__dict__, "data": str(sizes[big])}), big)
                 runners[name + BIG] = PEERS[name]
+        if args.cores == 1 and {"floor_arrow", "floor_output"} & plan.keys():
+            # the bound's ORT, in the same rounds as its floor (not once after them: a noisy
+            # machine's slow moment then moved the bound alone); runs in this process
+            one_pass, ort_rows = ort_alone(str(data), Path(ctx.bundle))
+            plan[ORT] = (ctx, ort_rows)
+            runners[ORT] = one_pass
         peers = _rounds(runners, plan, args.repeats, f"{args.cores} core(s) {model}")
+        runners.pop(ORT, None)  # its feeds go with it
         local = {} if args.scaling_only else measure_in_process(str(data), Path(ctx.bundle))
         results["models"][model] = {"peers": peers, "in_process": local}
     spark.stop()
@@ -223,7 +232,8 @@ def _rounds(
 ) -> dict[str, Any]:
     """One untimed warm-up round of every peer, then ``repeats`` timed rounds, the peers
     interleaved so that a machine getting busier or quieter shifts them all alike. The
-    slow peers (SLOW) run once, warm-up skipped.
+    slow peers (SLOW) run once, warm-up skipped. A peer returns None (its rows are counted in
+    the Parquet it wrote) or the rows it did in this process (``ort``: it writes nothing).
     A peer that fails is a finding (its error is recorded), not a crash of the benchmark."""
     from jobs._bench_measure import cpu_split
 
@@ -237,10 +247,10 @@ def _rounds(
                 continue
             try:
                 before, start = cpu_split(), time.perf_counter()
-                peers[name](ctx)
+                done = peers[name](ctx)  # rows, where it ran in this process and wrote none
                 took = time.perf_counter() - start
                 after = cpu_split()
-                written = ctx.spark.read.parquet(ctx.out).count()
+                written = done if isinstance(done, int) else ctx.spark.read.parquet(ctx.out).count()
             except Exception as exc:
                 errors[name] = _last_line(exc)
                 continue
@@ -265,7 +275,9 @@ def _rounds(
                              "cpu_seconds": round(cpu_median, 3),
                              "cpu_runs": [round(c, 3) for c in cpu],
                              "cpu_split": split,
-                             "rows_per_cpu_s": round(rows / cpu_median, 1)}  # fmt: skip
+                             # None: a pass shorter than /proc's 10 ms tick (tests' sizes)
+                             "rows_per_cpu_s": round(rows / cpu_median, 1)
+                             if cpu_median > 0 else None}  # fmt: skip
         print(f"  {label} {name}: {results[name]}", file=sys.stderr)
     return results
 
