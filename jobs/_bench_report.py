@@ -7,8 +7,8 @@ import statistics
 from typing import Any
 
 __all__ = [
-    "BIG", "ORT", "TARGETS", "cpu_per_million", "marginal", "ratios", "render_cluster", "render_markdown",
-    "apart_scaling", "scaling", "targets",
+    "BIG", "ORT", "TARGETS", "bound_by_round", "cpu_per_million", "marginal", "ratios",
+    "render_cluster", "render_markdown", "apart_scaling", "scaling", "targets",
 ]  # fmt: skip
 
 BIG = "@big"  # the suffix of a peer's run on the --marginal-rows data
@@ -96,6 +96,23 @@ def _in_worker(peers: dict[str, Any], ort: float) -> float | None:
         return None
     cost = with_ort["cpu_seconds"] - without["cpu_seconds"]
     return round(with_ort["rows"] / cost / ort, 2) if cost > 0 else None
+
+
+def bound_by_round(run: dict[str, Any], model: str) -> list[float]:
+    """The job over the bound in each timed round, from that round's job, floor_arrow and
+    ``ort`` (each round runs all three, interleaved): how far the machine's noise moves the
+    ratio. Empty where the rounds had no ``ort`` or a peer missed a round."""
+    peers = run["models"][model]["peers"]
+    got = [peers.get(name, {}) for name in ("job", "floor_arrow", ORT)]
+    if any("cpu_runs" not in g for g in got) or len({len(g["cpu_runs"]) for g in got}) != 1:
+        return []
+    job, floor, ort = got
+    return sorted(
+        round((floor["cpu_runs"][i] / floor["rows"] + ort["cpu_runs"][i] / ort["rows"])
+              / (job["cpu_runs"][i] / job["rows"]), 2)
+        for i in range(len(job["cpu_runs"]))
+        if job["cpu_runs"][i] > 0 and ort["cpu_runs"][i] > 0
+    )  # fmt: skip
 
 
 def cpu_per_million(peers: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -294,6 +311,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         table = [ratios(r, model) for r in runs]
         for key in table[0]:
             lines.append(f"| {key} | " + " | ".join(_fmt(t[key]) for t in table) + " |")
+        rounds = bound_by_round(runs[0], model)
+        if rounds:
+            lines.append(f"| job_vs_bound round by round ({runs[0]['cores']} core(s)) | "
+                         f"{', '.join(f'{r:.2f}' for r in rounds)} |")  # fmt: skip
         for peer in ("job", "floor_arrow", "handwritten_onnx", "job" + BIG, "floor_arrow" + BIG):
             grown, text = _grown(runs, pairs, model, peer)
             if grown is not None:

@@ -18,6 +18,7 @@ import pytest
 from jobs._bench_measure import cpu_split, tree_cpu_seconds
 from jobs._bench_report import (
     apart_scaling,
+    bound_by_round,
     cpu_per_million,
     marginal,
     ratios,
@@ -246,6 +247,23 @@ def test_targets_are_judged_on_the_one_core_run() -> None:
     assert "| ort (no Spark: ORT alone, 1 thread) | 200 (200) |" in render_markdown(
         {"command": "x", "machine": {}, "runs": [one]}
     )
+
+
+def test_the_bound_round_by_round_pairs_each_round_s_peers() -> None:
+    one = _run(1, job=100.0, floor=400.0, out=300.0, hand=80.0, ort=400.0)
+    peers = one["models"]["rf"]["peers"]
+    assert bound_by_round(one, "rf") == []  # no cpu_runs, no ort in the rounds
+    # round 1: floor 1 s + ort 1 s for 1000 rows against the job's 4 s: 0.5; round 2, a slow
+    # moment for all three: 2 + 2 against 5: 0.8 (the medians alone would pair 1.5 + 1.5 / 4.5)
+    peers["job"] |= {"rows": 1000, "cpu_runs": [4.0, 5.0]}
+    peers["floor_arrow"] |= {"rows": 1000, "cpu_runs": [1.0, 2.0]}
+    peers["ort"] = {"rows": 2000, "cpu_runs": [2.0, 4.0], "rows_per_s": 1.0}
+    assert bound_by_round(one, "rf") == [0.5, 0.8]
+    assert "| job_vs_bound round by round (1 core(s)) | 0.50, 0.80 |" in render_markdown(
+        {"command": "x", "machine": {}, "runs": [one]}
+    )
+    peers["ort"]["cpu_runs"] = [2.0]  # a peer that missed a round: no pairing
+    assert bound_by_round(one, "rf") == []
 
 
 def test_marginal_costs_split_per_row_from_per_run() -> None:
