@@ -9,7 +9,9 @@ writes it:
   ``predict_proba`` per Arrow batch, the label its argmax;
 - ``pmml/pypmml``: PMML4S through pypmml in a pandas UDF (a py4j JVM per Python worker);
 - ``pmml/jpmml``: JPMML-Evaluator in a Java UDF (``jobs/java``) inside the executors' own JVM;
-- ``onnx/onnxruntime``: the scoring job's own transform (:func:`jobs._udf.score`).
+- ``onnx/onnxruntime``: the scoring job's own transform (:func:`jobs._udf.score`), written as
+  the job writes it (by the Python workers where ``output.writer = auto`` can,
+  :mod:`jobs._arrow_writer`).
 
 :func:`original` is what they are all compared with: the bundle's pickle scored by
 :class:`formats.sklearn_formats.SklearnScorer` (scikit-learn's own ``predict`` and
@@ -25,7 +27,7 @@ import tempfile
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -267,12 +269,26 @@ def onnx_job(spark: Any, target: Target, data: str, out: str, settings: Settings
     the agreement here is measured on every row)."""
     from pyspark.sql import functions as F
 
+    from jobs._arrow_writer import arrow_sink
     from jobs._model import load_model
     from jobs._udf import score
 
     if settings.output.id_column != target.id_column:
         raise UsageError(f"output.id_column must be {target.id_column!r} here")
-    scored = score(spark.read.parquet(data), load_model(target.bundle), settings)
+    model = load_model(target.bundle)
+    classes = model.spec.classes or ("",)
+    o = settings.output
+    if (isinstance(classes[0], str) and not o.passthrough and not o.model_columns
+            and settings.validation.on_invalid != "null"):  # fmt: skip
+        # the job's own columns are the report's: written as the job writes them (by the
+        # workers where output.writer = auto can, jobs._arrow_writer)
+        sink, _ = arrow_sink(spark, replace(
+            settings, job=replace(settings.job, output=out), output=replace(o, mode="overwrite")
+        ))  # fmt: skip
+        if sink is not None:
+            sink.write(score(spark.read.parquet(data), model, settings, sink=sink))
+            return
+    scored = score(spark.read.parquet(data), model, settings)
     cast = [F.col(c).cast("string").alias(c) if c == "label" else F.col(c) for c in target.columns]
     _write(scored.select(target.id_column, *cast), out)
 

@@ -49,20 +49,35 @@ def job(ctx: Context, overrides: tuple[str, ...] = ()) -> None:
     """modelport's job transform (jobs._udf.score) with the run summary's observations (rows
     in and out, invalid rows by rule, providers, sessions), as spark-submit jobs/score.py
     writes it (Spark's per-row Arrow batch size check skipped where the batches cannot reach
-    its limit, jobs._arrow_batches); without that job's parity gate and summary file, fixed
-    costs of a run."""
+    its limit, jobs._arrow_batches; the scores written by pyarrow in the workers and committed
+    by the driver, jobs._arrow_writer, as output.writer = auto does for a local path);
+    without that job's parity gate and summary file, fixed costs of a run."""
     from jobs._arrow_batches import skipping_size_check
+    from jobs._arrow_writer import arrow_sink
     from jobs._model import load_model
     from jobs._settings import load_settings
     from jobs._udf import ScoreMetrics, score
 
-    settings, metrics = load_settings(None, overrides, {}), ScoreMetrics()
-    scored = score(ctx.spark.read.parquet(ctx.data), load_model(ctx.bundle), settings, metrics)
+    sets = (f"job.output={ctx.out}", "output.mode=overwrite", *overrides)
+    settings, metrics = load_settings(None, sets, {}), ScoreMetrics()
+    sink, _ = arrow_sink(ctx.spark, settings)  # the job's writer for this output (auto)
+    df = ctx.spark.read.parquet(ctx.data)
+    scored = score(df, load_model(ctx.bundle), settings, metrics, sink)
     with skipping_size_check(ctx.spark, *metrics.row_bytes):
-        _write(scored, ctx)
+        if sink is not None:
+            sink.write(scored)
+        else:
+            _write(scored, ctx)
     got = metrics.result()
     if got["rows_in"] != got["rows_scored"]:  # no row may be lost between the two observations
         raise RuntimeError(f"the job read {got['rows_in']} rows and scored {got['rows_scored']}")
+
+
+def job_spark_writer(ctx: Context) -> None:
+    """The job with ``output.writer = spark``: the scores written by Spark's row-based
+    Parquet writer in the JVM rather than by pyarrow in the workers (jobs._arrow_writer).
+    Against ``job``: what the workers' writer buys."""
+    job(ctx, ("output.writer=spark",))
 
 
 def job_strings(ctx: Context) -> None:
@@ -352,6 +367,7 @@ def mlflow_onnx(ctx: Context) -> None:
 
 PEERS: dict[str, Callable[[Context], None]] = {
     "job": job,
+    "job_spark_writer": job_spark_writer,
     "job_strings": job_strings,
     "floor_arrow": floor_arrow,
     "floor_output": floor_output,

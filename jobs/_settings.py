@@ -26,6 +26,7 @@ __all__ = ["DEFAULT_CONF", "Settings", "load_settings", "parse_set"]
 DEFAULT_CONF = Path(__file__).resolve().parents[1] / "conf" / "local.toml"
 
 WRITE_MODES = ("error", "errorifexists", "overwrite", "append")
+WRITERS = ("auto", "spark", "arrow")
 PROVIDERS = ("cpu", "cuda")
 ON_INVALID = ("fail", "null", "quarantine")
 
@@ -66,6 +67,10 @@ class OutputSettings:
     passthrough: tuple[str, ...] = ()
     # Add model_name, model_version, model_sha256 columns.
     model_columns: bool = False
+    # Who writes the Parquet (jobs._arrow_writer): "arrow" (pyarrow in the Python workers,
+    # committed by the driver; local or file:// paths without partition_by), "spark" (Spark's
+    # writer), "auto" (arrow where it can write, else spark).
+    writer: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -235,6 +240,7 @@ def _type_name(tp: Any) -> str:
 def _validate(s: Settings) -> None:
     for key, value, choices in (
         ("output.mode", s.output.mode, WRITE_MODES),
+        ("output.writer", s.output.writer, WRITERS),
         ("execution.provider", s.execution.provider, PROVIDERS),
         ("validation.on_invalid", s.validation.on_invalid, ON_INVALID),
     ):

@@ -5,7 +5,7 @@ travels and disappears with the output it describes (an ``overwrite`` run that f
 has already deleted the old one with the old data, so a stale summary can never sit beside a
 new, partial output, as a sibling ``OUT.summary.json`` could). The leading underscore makes
 Spark and pyarrow skip it when reading the output as Parquet, like ``_SUCCESS``. It is written
-only after Spark's write succeeded, atomically (temp file, rename), and an ``append`` run
+only after the write succeeded, atomically (temp file, rename), and an ``append`` run
 removes the previous one before it starts.
 """
 
@@ -49,6 +49,8 @@ class RunSummary:
     # how the batches sent to the workers were sized (jobs._arrow_batches): by rows alone,
     # Spark's per-row size check skipped, or by Spark's byte limit and why
     arrow_batches: str
+    # who wrote the Parquet (jobs._arrow_writer): pyarrow in the workers, or Spark's writer and why
+    writer: str
     parity: dict[str, Any] | None
     finished: str
 
@@ -78,6 +80,7 @@ def render(summary: RunSummary) -> Any:
     if summary.string_inputs:
         rows.append(("string inputs", summary.string_inputs))
     rows.append(("Arrow batches", summary.arrow_batches))
+    rows.append(("writer", summary.writer))
     if summary.parity is not None:
         rows.append(("parity gate", _parity_text(summary.parity)))
     for what, value in rows:

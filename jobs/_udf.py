@@ -70,8 +70,10 @@ from jobs._validate import (
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame
+    from pyspark.sql.types import StructType
 
     from formats.onnx.scorer import OnnxScorer
+    from jobs._arrow_writer import ArrowSink
 
 __all__ = ["Runtime", "ScoreMetrics", "cached_scorer", "pandas_scoring_udf", "predict", "score"]
 
@@ -356,12 +358,18 @@ class ScoreMetrics:
 
 
 def score(
-    df: DataFrame, model: LoadedModel, settings: Settings, metrics: ScoreMetrics | None = None
+    df: DataFrame,
+    model: LoadedModel,
+    settings: Settings,
+    metrics: ScoreMetrics | None = None,
+    sink: ArrowSink | None = None,
 ) -> DataFrame:
     """``df`` scored: pass-through columns, then the model's output columns.
 
     Checks the schema (and, where the driver can tell, the execution provider) before any task
-    runs; knows nothing about reading, writing or building the session.
+    runs; knows nothing about reading or building the session. With a ``sink``
+    (jobs._arrow_writer) the workers write those columns themselves and the DataFrame is one
+    row per task, for :meth:`ArrowSink.commit`; else nothing here writes.
     """
     import onnxruntime as ort
     from pyspark.sql.pandas.types import to_arrow_schema
@@ -430,6 +438,12 @@ def score(
         spec, share_bytes(spark, onnx_bytes), Runtime.from_settings(e), to_arrow_schema(schema),
         len(keep), with_error=bool(error),
     )  # fmt: skip
+    literals = dict(zip(MODEL_COLUMNS, (spec.name, spec.version, spec.sha256), strict=True))
+    if not settings.output.model_columns:
+        literals = {}
+    if sink is not None:
+        unique = settings.output.id_column if settings.output.id_column in keep else ""
+        return _written(selected, task, schema, literals, bool(error), unique, sink, metrics)
     scored = selected.mapInArrow(task, schema)
     if metrics is not None:
         # rows the model scored: in "null" mode the invalid rows pass with null outputs
@@ -443,11 +457,40 @@ def score(
     # one projection for the tags' drop and the model's columns: each DataFrame call is one
     # more analysis of the whole plan on the driver
     shown = [quoted(f.name) for f in schema.fields if f.name not in (PROVIDER, WORKER)]
-    if settings.output.model_columns:
-        values = (spec.name, spec.version, spec.sha256)
-        shown += [f"{literal(v)} AS {n}" for n, v in zip(MODEL_COLUMNS, values, strict=True)]
-    scored = scored.selectExpr(*shown)
-    return scored
+    shown += [f"{literal(v)} AS {n}" for n, v in literals.items()]
+    return scored.selectExpr(*shown)
+
+
+def _written(
+    selected: DataFrame,
+    task: _ArrowTask,
+    schema: StructType,
+    literals: dict[str, str],
+    error: bool,
+    unique: str,
+    sink: ArrowSink,
+    metrics: ScoreMetrics | None,
+) -> DataFrame:
+    """The scored columns written by the workers (jobs._arrow_writer): one row per task, and
+    the output observation made of those rows (the same keys as the rows' own)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    from jobs._arrow_writer import RESULT_SCHEMA
+
+    written = [f for f in schema.fields if f.name not in (PROVIDER, WORKER)]
+    written += [StructField(n, StringType(), False) for n in literals]
+    run = sink.task(task, to_arrow_schema(StructType(written)), literals,
+                    ERROR_COLUMN if error else None, (PROVIDER, WORKER), unique)  # fmt: skip
+    results = selected.mapInArrow(run, RESULT_SCHEMA)
+    if metrics is not None:
+        results = results.observe(
+            metrics.output,
+            sql("coalesce(sum(scored), 0) AS `rows`"),
+            sql("array_distinct(flatten(collect_list(providers))) AS providers"),
+            sql("array_distinct(flatten(collect_list(workers))) AS workers"),
+        )
+    return results
 
 
 def _string_inputs(df: DataFrame, model: LoadedModel, wanted: bool) -> tuple[ModelSpec, bytes, str]:

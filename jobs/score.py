@@ -149,6 +149,7 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
 
     from jobs import _summary
     from jobs._arrow_batches import skipping_size_check
+    from jobs._arrow_writer import arrow_sink
     from jobs._model import check_partitioning
     from jobs._udf import ScoreMetrics, score
     from jobs._validate import quarantine_path, quarantined, valid_rows
@@ -156,8 +157,10 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
     job, out = settings.job, settings.output
     df = spark.read.parquet(job.input)
     metrics = ScoreMetrics()
-    scored = score(df, model, settings, metrics)  # checks the schema: before any task runs
-    check_partitioning(out.partition_by, scored.columns)
+    sink, wrote_by = arrow_sink(spark, settings)  # arrow asked for where it cannot: exit 2
+    scored = score(df, model, settings, metrics, sink)  # checks the schema: before any task runs
+    if sink is None:
+        check_partitioning(out.partition_by, scored.columns)
     if df.isEmpty():  # a schema and no rows: an upstream step most likely failed
         raise InputError(f"input {job.input!r} has no rows; nothing to score")
     report = parity_gate(valid_rows(df, model.spec, settings), model, settings)
@@ -168,12 +171,15 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
         # first: a run whose quarantine cannot be written must not leave a complete output
         quarantine = quarantine_path(job.output)
         quarantined(df, model.spec, settings).write.mode(out.mode).parquet(quarantine)
-    writer = scored.write.mode(out.mode)
-    if out.partition_by:
-        writer = writer.partitionBy(*out.partition_by)
     start = time.perf_counter()
     with skipping_size_check(spark, *metrics.row_bytes) as batches:
-        writer.parquet(job.output)
+        if sink is not None:
+            sink.write(scored)
+        else:
+            writer = scored.write.mode(out.mode)
+            if out.partition_by:
+                writer = writer.partitionBy(*out.partition_by)
+            writer.parquet(job.output)
     seconds = time.perf_counter() - start
     got = metrics.result()
     spec = model.spec
@@ -198,6 +204,7 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
         ort_sessions=got["ort_sessions"],
         string_inputs=got["string_inputs"],
         arrow_batches=batches,
+        writer=wrote_by,
         parity=_parity_dict(report),
         finished=datetime.now(UTC).isoformat(timespec="seconds"),
     )

@@ -95,6 +95,19 @@ def test_score_job_on_spark_connect(
     assert set(pd.read_parquet(out, columns=["model_sha256"])["model_sha256"]) == {
         summary["model_sha256"]
     }
+    # this client may not see the executors' files: auto left the write to Spark's writer;
+    # here they share one machine, and the workers' writer asked for commits the same rows
+    assert summary["writer"].startswith("Spark's writer (a Spark Connect client")
+    both = tmp_path / "scores-arrow"
+    done = _python(
+        "-m", "jobs.score", "--conf", str(ROOT / "conf" / "local.toml"),
+        "--bundle", str(penguins_bundle), "--input", str(penguins_parquet), "--output", str(both),
+        "--set", f"spark.remote={connect_url}", "--set", "output.writer=arrow",
+        "--set", "job.parity_gate=false", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_matches_pickle(both, penguins_parquet, penguins_bundle, 6000)
+    assert summary_of(both)["writer"].startswith("pyarrow in the Python workers")
 
 
 def test_public_udf_and_shipped_bytes_on_spark_connect(

@@ -90,6 +90,9 @@ def test_job_scores_writes_and_summarises(
     assert "Spark's per-row size check skipped" in summary["arrow_batches"]
     assert spark.conf.get("spark.sql.execution.arrow.maxBytesPerBatch", None) is None
     assert "rows scored" in stdout and "CPUExecutionProvider" in stdout
+    # a local output: the workers wrote it (jobs._arrow_writer), and nothing staged is left
+    assert summary["writer"].startswith("pyarrow in the Python workers")
+    assert not (out / "_temporary").exists()
 
     # append adds the rows again (and a fresh summary); overwrite replaces them
     code, _, err = run(
@@ -105,6 +108,7 @@ def test_job_scores_writes_and_summarises(
     )  # fmt: skip
     assert code == 0, err
     assert sorted(p.name for p in out.glob("label=*")) == [f"label={c}" for c in CLASSES]
+    assert summary_of(out)["writer"] == "Spark's writer (output.partition_by is set)"
     again = pd.read_parquet(out)
     assert len(again) == 6000 and set(again["model_version"]) == {"1"}
 

@@ -1,0 +1,147 @@
+"""The scores written by pyarrow in the workers and committed by the driver
+(jobs._arrow_writer): the same Parquet as Spark's writer, only reported attempts committed,
+a failed run leaves the output as it was, and Spark's writer wherever this one cannot write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from formats.errors import InputError, UsageError
+from jobs._arrow_writer import ArrowSink, choose_writer
+from jobs._summary import SUMMARY_NAME
+from tests.invalid_data import PROBA, planted_rows, run, write_parquet
+
+
+def _job(capsys: pytest.CaptureFixture[str], bundle: Path, source: Path, out: Path,
+         *sets: str) -> tuple[int, str]:  # fmt: skip
+    code, _, err = run(capsys, "--bundle", bundle, "--input", source, "--output", out,
+                       "--set", "job.parity_gate=false",
+                       *(a for s in sets for a in ("--set", s)))  # fmt: skip
+    return code, err
+
+
+def _read(spark: Any, out: Path) -> tuple[Any, pd.DataFrame]:
+    df = spark.read.parquet(str(out))
+    return df.schema, df.toPandas().sort_values("row_id").reset_index(drop=True)
+
+
+@pytest.mark.parametrize("on_invalid", ["fail", "null"])
+def test_the_workers_write_what_spark_writes(
+    spark: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path,
+    penguins_parquet: Path, on_invalid: str,
+) -> None:  # fmt: skip
+    """Both writers on one input: the same schema as Spark reads it (names, types, order) and
+    the same rows, value for value, with pass-through and model columns, and with the null
+    outputs and reasons of invalid rows."""
+    source = penguins_parquet
+    if on_invalid == "null":
+        source = write_parquet(planted_rows(), tmp_path / "planted")
+    sets = (f"validation.on_invalid={on_invalid}", "output.model_columns=true",
+            'output.passthrough=["island"]')  # fmt: skip
+    got = {}
+    for writer in ("arrow", "spark"):
+        out = tmp_path / writer
+        code, err = _job(capsys, penguins_bundle, source, out, f"output.writer={writer}", *sets)
+        assert code == 0, err
+        got[writer] = _read(spark, out)
+        summary = pd.read_json(out / SUMMARY_NAME, typ="series")
+        assert summary["writer"].startswith("pyarrow" if writer == "arrow" else "Spark's writer")
+        assert not (out / "_temporary").exists() and (out / "_SUCCESS").exists()
+    (schema, rows), (spark_schema, spark_rows) = got["arrow"], got["spark"]
+    assert schema == spark_schema
+    assert "model_sha256" in schema.names and "island" in schema.names
+    pd.testing.assert_frame_equal(rows, spark_rows)
+    if on_invalid == "null":  # the invalid rows are there, unscored, with their reasons
+        assert rows[PROBA[0]].isna().sum() == 6 and rows["error"].notna().sum() == 6
+
+
+def test_only_the_reported_attempts_are_committed(spark: Any, tmp_path: Path) -> None:
+    """A failed attempt's file and a speculative twin's stay out of the output; an overwrite
+    removes the old output at commit, not before; a file the driver cannot see is an error
+    that leaves the old output in place."""
+    out = tmp_path / "scores"
+    out.mkdir()
+    pq.write_table(pa.table({"row_id": [99]}), out / "old.parquet")
+    schema = pa.schema([("row_id", pa.int64()), ("label", pa.string())])
+    sink = ArrowSink(str(out), "overwrite", schema=schema)
+    sink.prepare()
+    assert (out / "old.parquet").exists()  # nothing removed before the tasks succeed
+    for partition, attempt, rows in ((0, 0, [1]), (0, 1, [1, 2]), (1, 0, [3]), (1, 1, [3])):
+        table = pa.table({"row_id": rows, "label": ["a"] * len(rows)}, schema=schema)
+        pq.write_table(table, sink.staging / f"p{partition}-a{attempt}.parquet")
+    (sink.staging / "p2-a0.parquet").write_bytes(b"half a file")  # a task killed mid-write
+    reported = [{"partition": 0, "attempt": 1, "file": "p0-a1.parquet", "rows": 2},
+                {"partition": 1, "attempt": 0, "file": "p1-a0.parquet", "rows": 1}]  # fmt: skip
+
+    lost = ArrowSink(str(out), "overwrite", schema=schema, run=sink.run)
+    with pytest.raises(InputError, match="a filesystem that the driver and the executors share"):
+        lost.commit([*reported, {"partition": 3, "attempt": 0, "file": "gone.parquet", "rows": 1}])
+    assert (out / "old.parquet").exists()
+
+    assert sink.commit(reported) == 3
+    assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", "p0-a1.parquet", "p1-a0.parquet"]
+    assert sorted(spark.read.parquet(str(out)).toPandas()["row_id"]) == [1, 2, 3]
+
+
+def test_every_partition_empty_still_writes_the_schema(spark: Any, tmp_path: Path) -> None:
+    schema = pa.schema([("row_id", pa.int64()), ("proba_a", pa.float64())])
+    sink = ArrowSink(str(tmp_path / "scores"), "error", schema=schema)
+    sink.prepare()
+    assert sink.commit([{"partition": 0, "attempt": 0, "file": "", "rows": 0}]) == 0
+    df = spark.read.parquet(str(tmp_path / "scores"))
+    assert df.count() == 0 and df.columns == ["row_id", "proba_a"]
+
+
+def test_a_failed_run_leaves_the_output_as_it_was(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path,
+    penguins_parquet: Path,
+) -> None:  # fmt: skip
+    """A task that fails (an invalid row, on_invalid = fail): overwrite keeps the old output
+    and its summary, and a new output is not left behind."""
+    out = tmp_path / "scores"
+    code, err = _job(capsys, penguins_bundle, penguins_parquet, out)
+    assert code == 0, err
+    before = sorted(p.name for p in out.iterdir())
+    planted = write_parquet(planted_rows(), tmp_path / "planted")
+    code, err = _job(capsys, penguins_bundle, planted, out, "output.mode=overwrite")
+    assert code == 2 and "invalid" in err, err
+    assert sorted(p.name for p in out.iterdir()) == before  # no _temporary, nothing replaced
+    assert len(pd.read_parquet(out)) == 6000
+    fresh = tmp_path / "fresh"
+    code, err = _job(capsys, penguins_bundle, planted, fresh)
+    assert code == 2 and not fresh.exists()
+
+
+def test_spark_s_writer_where_this_one_cannot_write(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path,
+    penguins_parquet: Path,
+) -> None:  # fmt: skip
+    assert choose_writer("auto", str(tmp_path), (), "snappy")[0] == "arrow"
+    assert choose_writer("auto", f"file://{tmp_path}", (), "zstd")[0] == "arrow"
+    for output, by, codec, why in (
+        ("hdfs://nn/scores", (), "snappy", "not a local path"),
+        ("s3a://bucket/scores", (), "snappy", "not a local path"),
+        (str(tmp_path), ("label",), "snappy", "output.partition_by is set"),
+        (str(tmp_path), (), "lzo", "which pyarrow does not write"),
+    ):
+        kind, reason = choose_writer("auto", output, by, codec)
+        assert kind == "spark" and reason.startswith("Spark's writer (") and why in reason
+        with pytest.raises(UsageError, match=why):
+            choose_writer("arrow", output, by, codec)
+    assert choose_writer("spark", str(tmp_path), (), "snappy")[0] == "spark"
+    # a Spark Connect client may not see the executors' files: only where the user says so
+    assert choose_writer("auto", str(tmp_path), (), "snappy", connect=True) == (
+        "spark", "Spark's writer (a Spark Connect client, which may not see the executors' files)")
+    assert choose_writer("arrow", str(tmp_path), (), "snappy", connect=True)[0] == "arrow"
+    # asked for where it cannot write: one line, exit 2, before any task runs
+    out = tmp_path / "scores"
+    code, err = _job(capsys, penguins_bundle, penguins_parquet, out, "output.writer=arrow",
+                     'output.partition_by=["label"]')  # fmt: skip
+    assert code == 2 and "output.writer = arrow cannot write this run" in err, err
+    assert not out.exists()
