@@ -104,7 +104,13 @@ def arrow_sink(spark: Any, settings: Settings) -> tuple[ArrowSink | None, str]:
                               is_connect(spark))  # fmt: skip
     if kind == "spark":
         return None, why
-    return ArrowSink(settings.job.output, out.mode, _CODECS[codec]), why
+    sink = ArrowSink(settings.job.output, out.mode, _CODECS[codec])
+    read = _local(settings.job.input)
+    if out.mode == "overwrite" and read is not None and sink.root in (read, *read.parents):
+        # Spark's writer refuses this too: the commit would delete the data being scored
+        raise UsageError(f"output {settings.job.output!r} is (or holds) the input and "
+                         "output.mode is overwrite; write the scores elsewhere")  # fmt: skip
+    return sink, why
 
 
 @dataclass

@@ -145,3 +145,17 @@ def test_spark_s_writer_where_this_one_cannot_write(
                      'output.partition_by=["label"]')  # fmt: skip
     assert code == 2 and "output.writer = arrow cannot write this run" in err, err
     assert not out.exists()
+
+
+def test_overwriting_the_input_is_refused_before_any_task(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path,
+    penguins_parquet: Path,
+) -> None:  # fmt: skip
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(penguins_parquet, data)
+    before = sorted(p.name for p in data.iterdir())
+    code, err = _job(capsys, penguins_bundle, data, data, "output.mode=overwrite")
+    assert code == 2 and "is (or holds) the input and output.mode is overwrite" in err, err
+    assert sorted(p.name for p in data.iterdir()) == before
