@@ -12,7 +12,9 @@ pyarrow where they already are, in the worker, and sends the JVM one row per tas
 Spark's commit protocol guarantees is kept, the way Hadoop's FileOutputCommitter keeps it:
 
 - each task attempt writes its own file under ``<output>/_temporary/modelport-<run>/``
-  (``part-<partition>-<run>-a<attempt>.parquet``), and returns its name and row count;
+  (``part-<partition>-<run>-t<task attempt id>.parquet``: Spark's id is unique in the
+  application, where the attempt number restarts with a stage's retry), and returns its name
+  and row count;
 - Spark hands the driver the result of exactly one successful attempt per partition; the
   driver moves those files, and only those, into the output, so a failed or speculative
   attempt's file is never committed (no row lost, none twice), then writes ``_SUCCESS``;
@@ -236,7 +238,7 @@ class _WriteTask:
         context = TaskContext.get()
         assert context is not None, "runs in a Spark task"
         partition, attempt = context.partitionId(), context.attemptNumber()
-        name = f"part-{partition:05d}-{self.run}-a{attempt}.parquet"
+        name = f"part-{partition:05d}-{self.run}-t{context.taskAttemptId()}.parquet"
         writer: pq.ParquetWriter | None = None
         buffered: list[pa.RecordBatch] = []
         size = rows = scored = 0

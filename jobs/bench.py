@@ -208,9 +208,11 @@ def _child(args: argparse.Namespace) -> int:
             if name in plan:
                 plan[name + BIG] = (Context(**{**ctx.__dict__, "data": str(sizes[big])}), big)
                 runners[name + BIG] = PEERS[name]
-        if args.cores == 1 and {"floor_arrow", "floor_output"} & plan.keys():
+        if (args.cores == 1 and not args.scaling_only
+                and {"floor_arrow", "floor_output"} & plan.keys()):  # fmt: skip
             # the bound's ORT, in the same rounds as its floor (not once after them: a noisy
-            # machine's slow moment then moved the bound alone); runs in this process
+            # machine's slow moment then moved the bound alone); runs in this process. Not in
+            # the scaling's further sessions: they measure the job and its floor alone
             one_pass, ort_rows = ort_alone(str(data), Path(ctx.bundle))
             plan[ORT] = (ctx, ort_rows)
             runners[ORT] = one_pass

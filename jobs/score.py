@@ -8,7 +8,8 @@ Reads the bundle (sha256 checked) and checks the input and output paths, Java an
 (:mod:`jobs._preflight`) before Spark starts, the input's schema against the model before any
 task runs, then runs the parity gate (a sample of valid rows scored by model.onnx and by the
 bundle's pickle), scores (:func:`jobs._udf.score`; invalid rows per validation.on_invalid,
-:mod:`jobs._validate`), writes Parquet (and ``<output>_quarantine``), and prints and writes the
+:mod:`jobs._validate`), writes Parquet (by the Python workers where :mod:`jobs._arrow_writer`
+can, else Spark's writer; and ``<output>_quarantine``), and prints and writes the
 run summary (:mod:`jobs._summary`). Every failure a
 user can cause is one ``error: ...`` line on stderr: exit 2, or 1 for a failed parity gate.
 """
