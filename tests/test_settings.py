@@ -107,6 +107,7 @@ def test_unknown_key_in_toml_names_the_file(tmp_path: Path) -> None:
         ("job.parity_rows=true", "takes an integer"),  # a bool is not an int here
         ("job.parity_rows=0", "must be 1 or more"),
         ("output.mode=replace", "use one of error, errorifexists, overwrite, append"),
+        ("output.writer=pyspark", "use one of auto, spark, arrow"),
         ("execution.provider=tpu", "use one of cpu, cuda"),
         ("output.partition_by=[1, 2]", "takes a list of strings"),
         ("novalue", "takes section.key=value"),
