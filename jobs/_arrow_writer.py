@@ -258,7 +258,7 @@ class _WriteTask:
             for batch in self.score(batches):
                 n = batch.num_rows
                 for seen, tag in zip(found, self.tags, strict=True):  # non-null on one row
-                    seen.update(v for v in batch.column(tag).to_pylist() if v is not None)
+                    seen.update(batch.column(tag).drop_null().to_pylist())
                 # null in the error column: the model scored the row
                 scored += batch.column(self.error).null_count if self.error else n
                 scored_columns = self.schema.names[: len(self.schema.names) - self.n_literals]
