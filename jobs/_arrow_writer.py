@@ -158,8 +158,7 @@ class ArrowSink:
         self.schema = schema
         dictionary = tuple(n for n in schema.names if n != unique)
         return _WriteTask(score, str(self.staging), self.run, self.codec, schema,
-                          len(literals), tuple(literals.values()), error, tags,
-                          dictionary)  # fmt: skip
+                          tuple(literals.values()), error, tags, dictionary)  # fmt: skip
 
     def commit(self, results: Sequence[Any]) -> int:
         """Moves the files of the reported attempts into the output (one per partition with
@@ -224,7 +223,6 @@ class _WriteTask:
     run: str
     codec: str
     schema: pa.Schema  # the written columns: the scored batch's, then the literals
-    n_literals: int
     literals: tuple[str, ...]
     error: str | None
     tags: tuple[str, str]
@@ -243,6 +241,7 @@ class _WriteTask:
         buffered: list[pa.RecordBatch] = []
         size = rows = scored = 0
         found: tuple[set[str], set[str]] = (set(), set())
+        scored_columns = self.schema.names[: len(self.schema.names) - len(self.literals)]
 
         def flush() -> None:
             nonlocal writer, buffered, size
@@ -261,7 +260,6 @@ class _WriteTask:
                     seen.update(batch.column(tag).drop_null().to_pylist())
                 # null in the error column: the model scored the row
                 scored += batch.column(self.error).null_count if self.error else n
-                scored_columns = self.schema.names[: len(self.schema.names) - self.n_literals]
                 out = [batch.column(c) for c in scored_columns]
                 out += [pa.repeat(pa.scalar(v, pa.string()), n) for v in self.literals]
                 buffered.append(pa.RecordBatch.from_arrays(out, schema=self.schema))
