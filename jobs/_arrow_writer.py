@@ -11,10 +11,9 @@ pyarrow in the worker cut its CPU from 1.78 to 1.29 s per 1M rows (docs/bench-20
 pyarrow where they already are, in the worker, and sends the JVM one row per task. What
 Spark's commit protocol guarantees is kept, the way Hadoop's FileOutputCommitter keeps it:
 
-- each task attempt writes its own file under ``<output>/_temporary/modelport-<run>/``
-  (``part-<partition>-<run>-t<task attempt id>.parquet``: Spark's id is unique in the
-  application, where the attempt number restarts with a stage's retry), and returns its name
-  and row count;
+- each task attempt writes its own files under ``<output>/_temporary/modelport-<run>/``
+  (``part-<partition>-<run>-t<task attempt id>-c000.parquet``, then ``c001``... past
+  ``spark.sql.files.maxRecordsPerFile`` rows), and returns their names and its row count;
 - Spark hands the driver the result of exactly one successful attempt per partition; the
   driver moves those files, and only those, into the output, so a failed or speculative
   attempt's file is never committed (no row lost, none twice), then writes ``_SUCCESS``;
@@ -24,7 +23,8 @@ Spark's commit protocol guarantees is kept, the way Hadoop's FileOutputCommitter
 It writes local (or ``file://``) paths, which on a cluster must be a filesystem that the driver
 and the executors share (the commit checks that it sees every file a task reported). ``auto``
 uses it for such paths without ``partition_by`` and Spark's writer otherwise (HDFS, S3 and
-the others go through Hadoop's filesystems and their committers).
+the others go through Hadoop's filesystems and their committers). Like Spark's writer, it
+starts a task's next file every ``spark.sql.files.maxRecordsPerFile`` rows where that is set.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,31 +42,66 @@ from formats.errors import InputError, UsageError
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.parquet as pq
     from pyspark.sql import DataFrame
+    from pyspark.sql.types import StructType
 
     from jobs._settings import Settings
 
-__all__ = ["RESULT_SCHEMA", "ArrowSink", "arrow_sink", "choose_writer"]
+__all__ = ["ArrowSink", "arrow_sink", "check_output", "choose_writer", "local_path",
+           "result_schema", "write_scored"]  # fmt: skip
 
-# one row per task: what it wrote, and what the run summary observes of its rows
-RESULT_SCHEMA = (
-    "partition int, attempt int, file string, rows long, scored long, "
-    "providers array<string>, workers array<string>"
-)
 # Spark's parquet codecs that pyarrow writes the same way (Hadoop's lz4 and lzo framings are
 # not pyarrow's: Spark's writer keeps those)
 _CODECS = {"none": "none", "uncompressed": "none", "snappy": "snappy", "gzip": "gzip",
            "zstd": "zstd", "lz4_raw": "lz4", "brotli": "brotli"}  # fmt: skip
 CODEC_CONF = "spark.sql.parquet.compression.codec"
+MAX_ROWS_CONF = "spark.sql.files.maxRecordsPerFile"  # Spark's: 0 or less is no limit
 # a row group is written when the buffered batches reach this (Spark's is 128 MB of encoded
 # data; this bounds the worker's memory instead, on top of the batch it is scoring)
 ROW_GROUP_BYTES = 32 * 2**20
 
 
-def _local(location: str) -> Path | None:
+def local_path(location: str) -> Path | None:
+    """The local path of a local or ``file://`` location; None for a cluster filesystem's
+    (Spark's own one-line errors report those)."""
     if "://" not in location or location.startswith("file://"):
         return Path(location.removeprefix("file://")).absolute()
     return None
+
+
+def check_output(location: str, mode: str) -> None:
+    """A local output that exists refused in the ``error`` mode, as Spark's writer refuses it,
+    before anything runs."""
+    path = local_path(location)
+    if mode in ("error", "errorifexists") and path is not None and path.exists():
+        raise UsageError(f"output {location!r} exists and output.mode is {mode}; remove it, "
+                         "or pass --set output.mode=overwrite (or append)")  # fmt: skip
+
+
+def result_schema() -> StructType:
+    """One row per task: the files it wrote, and what the run summary observes of its rows."""
+    from pyspark.sql import types as T
+
+    names, whole, count = T.ArrayType(T.StringType(), False), T.IntegerType(), T.LongType()
+    return T.StructType([
+        T.StructField(name, kind, False) for name, kind in (
+            ("partition", whole), ("attempt", whole), ("files", names), ("rows", count),
+            ("scored", count), ("providers", names), ("workers", names))
+    ])  # fmt: skip
+
+
+def write_scored(scored: DataFrame, sink: ArrowSink | None, output: str, mode: str,
+                 partition_by: Sequence[str] = ()) -> None:  # fmt: skip
+    """``scored`` (jobs._udf.score's DataFrame) written to ``output``: committed by ``sink``
+    where the workers write (its results are one row per task), else by Spark's writer."""
+    if sink is not None:
+        sink.write(scored)
+        return
+    writer = scored.write.mode(mode)
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.parquet(output)
 
 
 def choose_writer(
@@ -77,7 +112,7 @@ def choose_writer(
     the driver that commits is this client, which may not see the executors' files: ``auto``
     leaves that to Spark's writer, ``arrow`` says they share a filesystem (the commit checks)."""
     why_not = ""
-    if _local(output) is None:
+    if local_path(output) is None:
         why_not = f"output {output!r} is not a local path (Hadoop's filesystems write it)"
     elif partition_by:
         why_not = "output.partition_by is set"
@@ -106,8 +141,9 @@ def arrow_sink(spark: Any, settings: Settings) -> tuple[ArrowSink | None, str]:
                               is_connect(spark))  # fmt: skip
     if kind == "spark":
         return None, why
-    sink = ArrowSink(settings.job.output, out.mode, _CODECS[codec])
-    read = _local(settings.job.input)
+    max_rows = max(int(spark.conf.get(MAX_ROWS_CONF, "0")), 0)  # Spark refuses a non-number
+    sink = ArrowSink(settings.job.output, out.mode, _CODECS[codec], max_rows)
+    read = local_path(settings.job.input)
     if out.mode == "overwrite" and read is not None and sink.root in (read, *read.parents):
         # Spark's writer refuses this too: the commit would delete the data being scored
         raise UsageError(f"output {settings.job.output!r} is (or holds) the input and "
@@ -123,13 +159,14 @@ class ArrowSink:
     output: str
     mode: str
     codec: str = "snappy"
+    max_rows: int = 0  # rows per file (spark.sql.files.maxRecordsPerFile); 0: one per task
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     created: bool = False  # the output directory is this run's: abort removes it
     schema: pa.Schema | None = None  # the written columns' (set by task())
 
     @property
     def root(self) -> Path:
-        path = _local(self.output)
+        path = local_path(self.output)
         assert path is not None, "choose_writer() sends only local outputs here"
         return path
 
@@ -142,9 +179,7 @@ class ArrowSink:
         root = self.root
         if root.exists() and not root.is_dir():
             raise InputError(f"output {self.output!r} is a file; pass a directory")
-        if root.exists() and self.mode in ("error", "errorifexists"):
-            raise UsageError(f"output {self.output!r} exists and output.mode is {self.mode}; "
-                             "remove it, or pass --set output.mode=overwrite (or append)")  # fmt: skip
+        check_output(self.output, self.mode)  # again: a caller may not have checked it
         self.created = not root.exists()
         self.staging.mkdir(parents=True)
 
@@ -157,8 +192,11 @@ class ArrowSink:
         (written without a dictionary: one of unique values only costs, "" for none)."""
         self.schema = schema
         dictionary = tuple(n for n in schema.names if n != unique)
-        return _WriteTask(score, str(self.staging), self.run, self.codec, schema,
-                          tuple(literals.values()), error, tags, dictionary)  # fmt: skip
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        files = _Files(str(self.staging), self.run, schema, self.codec, dictionary, self.max_rows)
+        return _WriteTask(score, files, tuple(literals.values()), error, tags,
+                          to_arrow_schema(result_schema()))  # fmt: skip
 
     def commit(self, results: Sequence[Any]) -> int:
         """Moves the files of the reported attempts into the output (one per partition with
@@ -170,7 +208,7 @@ class ArrowSink:
         by_partition = {int(r["partition"]): r for r in results}
         if len(by_partition) != len(results):  # Spark returns one result per partition
             raise RuntimeError(f"{len(results)} task results for {len(by_partition)} partitions")
-        files = [staging / r["file"] for r in results if r["file"]]
+        files = [staging / name for r in results for name in r["files"]]
         missing = [f.name for f in files if not f.is_file()]
         if missing:
             raise InputError(
@@ -184,8 +222,8 @@ class ArrowSink:
                     shutil.rmtree(old) if old.is_dir() else old.unlink()
         if not files:  # every partition empty: one file with the schema, as Spark's writer
             assert self.schema is not None, "score(..., sink=) sets the schema"
-            pq.write_table(self.schema.empty_table(), staging / f"part-00000-{self.run}.parquet")
-            files = [staging / f"part-00000-{self.run}.parquet"]
+            files = [staging / f"part-00000-{self.run}-c000.parquet"]
+            pq.write_table(self.schema.empty_table(), files[0])
         for f in files:
             os.replace(f, root / f.name)
         # failed and speculative attempts' files, and what a run killed before its commit or
@@ -216,43 +254,86 @@ def _remove_if_empty(path: Path) -> None:
         path.rmdir()
 
 
+@dataclass
+class _Files:
+    """One task's files: its batches buffered into row groups of about ``ROW_GROUP_BYTES``,
+    and a new file (``-c001``, ``-c002``...) every ``max_rows`` rows where that is set."""
+
+    staging: str
+    run: str
+    schema: pa.Schema  # the written columns: the scored batch's, then the literals
+    codec: str
+    dictionary: tuple[str, ...]  # the columns written with a dictionary (pyarrow's default)
+    max_rows: int = 0
+    stem: str = ""  # part-<partition>-<run>-t<task attempt id>: each task's own
+    # what the task wrote so far (not fields of __init__: replace() starts them afresh)
+    names: list[str] = field(default_factory=list, init=False)
+    _writer: pq.ParquetWriter | None = field(default=None, init=False)
+    _buffered: list[pa.RecordBatch] = field(default_factory=list, init=False)
+    _size: int = field(default=0, init=False)
+    _in_file: int = field(default=0, init=False)
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        rest: pa.RecordBatch | None = batch
+        while rest is not None and rest.num_rows:
+            room = self.max_rows - self._in_file if self.max_rows else rest.num_rows
+            head, rest = (rest, None) if room >= rest.num_rows else (
+                rest.slice(0, room), rest.slice(room))  # fmt: skip
+            self._buffered.append(head)
+            self._size, self._in_file = self._size + head.nbytes, self._in_file + head.num_rows
+            if self._size >= ROW_GROUP_BYTES:
+                self._flush()
+            if self._in_file == self.max_rows:  # never where max_rows is 0
+                self.close()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_batches(self._buffered)
+        if self._writer is None:
+            self.names.append(f"{self.stem}-c{len(self.names):03d}.parquet")
+            self._writer = pq.ParquetWriter(f"{self.staging}/{self.names[-1]}", self.schema,
+                                            compression=self.codec,
+                                            use_dictionary=list(self.dictionary))  # fmt: skip
+        self._writer.write_table(table, row_group_size=table.num_rows)
+        self._buffered, self._size = [], 0
+
+    def close(self) -> None:
+        """Writes what is buffered and closes the file (the next batch opens another)."""
+        try:
+            if self._buffered:
+                self._flush()
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+            self._writer, self._in_file = None, 0
+
+
 @dataclass(frozen=True)
 class _WriteTask:
     score: Any  # jobs._udf._ArrowTask: input batches -> scored batches
-    staging: str
-    run: str
-    codec: str
-    schema: pa.Schema  # the written columns: the scored batch's, then the literals
+    files: _Files
     literals: tuple[str, ...]
     error: str | None
     tags: tuple[str, str]
-    dictionary: tuple[str, ...]  # the columns written with a dictionary (pyarrow's default)
+    result: pa.Schema  # result_schema()'s
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import pyarrow as pa
-        import pyarrow.parquet as pq
         from pyspark import TaskContext
 
         context = TaskContext.get()
         assert context is not None, "runs in a Spark task"
         partition, attempt = context.partitionId(), context.attemptNumber()
-        name = f"part-{partition:05d}-{self.run}-t{context.taskAttemptId()}.parquet"
-        writer: pq.ParquetWriter | None = None
-        buffered: list[pa.RecordBatch] = []
-        size = rows = scored = 0
+        # Spark's task attempt id is unique in the application (the attempt number restarts
+        # with a stage's retry); a fresh _Files: a worker may run several tasks
+        files = replace(self.files, stem=f"part-{partition:05d}-{self.files.run}"
+                                         f"-t{context.taskAttemptId()}")  # fmt: skip
+        schema = files.schema
+        rows = scored = 0
         found: tuple[set[str], set[str]] = (set(), set())
-        scored_columns = self.schema.names[: len(self.schema.names) - len(self.literals)]
-
-        def flush() -> None:
-            nonlocal writer, buffered, size
-            table = pa.Table.from_batches(buffered)
-            if writer is None:
-                writer = pq.ParquetWriter(f"{self.staging}/{name}", self.schema,
-                                          compression=self.codec,
-                                          use_dictionary=list(self.dictionary))  # fmt: skip
-            writer.write_table(table, row_group_size=table.num_rows)
-            buffered, size = [], 0
-
+        scored_columns = schema.names[: len(schema.names) - len(self.literals)]
         try:
             for batch in self.score(batches):
                 n = batch.num_rows
@@ -262,22 +343,12 @@ class _WriteTask:
                 scored += batch.column(self.error).null_count if self.error else n
                 out = [batch.column(c) for c in scored_columns]
                 out += [pa.repeat(pa.scalar(v, pa.string()), n) for v in self.literals]
-                buffered.append(pa.RecordBatch.from_arrays(out, schema=self.schema))
-                rows, size = rows + n, size + buffered[-1].nbytes
-                if size >= ROW_GROUP_BYTES:
-                    flush()
-            if buffered:
-                flush()
+                files.add(pa.RecordBatch.from_arrays(out, schema=schema))
+                rows += n
         finally:
-            if writer is not None:
-                writer.close()
+            files.close()
         yield pa.RecordBatch.from_pylist(
-            [{"partition": partition, "attempt": attempt, "file": name if rows else "",
-              "rows": rows, "scored": scored, "providers": sorted(found[0]),
-              "workers": sorted(found[1])}],
-            schema=pa.schema([("partition", pa.int32()), ("attempt", pa.int32()),
-                              ("file", pa.string()), ("rows", pa.int64()),
-                              ("scored", pa.int64()), ("providers", pa.list_(pa.string())),
-                              ("workers", pa.list_(pa.string()))]),
+            [{"partition": partition, "attempt": attempt, "files": files.names, "rows": rows,
+              "scored": scored, "providers": sorted(found[0]), "workers": sorted(found[1])}],
+            schema=self.result,
         )  # fmt: skip
-

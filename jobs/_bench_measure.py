@@ -49,6 +49,9 @@ def spark_session(cores: int, memory: str, master: str = "", gc: str = "conf") -
     if master:  # the workers run this venv's python: the same machine
         props += f"spark.executor.cores 1\nspark.cores.max {cores}\nspark.executor.memory 1g\n"
         props += f"spark.pyspark.python {sys.executable}\n"
+        # and this checkout's code: the venv's editable install may point at another one (a
+        # bench run from a git worktree), which a Python worker would import from its cwd
+        props += f"spark.executorEnv.PYTHONPATH {Path(__file__).resolve().parents[1]}\n"
     props += "spark.ui.enabled false\nspark.ui.showConsoleProgress false\n"
     props += f"spark.sql.shuffle.partitions {cores}\n"
     fd, path = tempfile.mkstemp(prefix="bench-", suffix=".conf")

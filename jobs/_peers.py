@@ -53,7 +53,7 @@ def job(ctx: Context, overrides: tuple[str, ...] = ()) -> None:
     by the driver, jobs._arrow_writer, as output.writer = auto does for a local path);
     without that job's parity gate and summary file, fixed costs of a run."""
     from jobs._arrow_batches import skipping_size_check
-    from jobs._arrow_writer import arrow_sink
+    from jobs._arrow_writer import arrow_sink, write_scored
     from jobs._model import load_model
     from jobs._settings import load_settings
     from jobs._udf import ScoreMetrics, score
@@ -64,10 +64,7 @@ def job(ctx: Context, overrides: tuple[str, ...] = ()) -> None:
     df = ctx.spark.read.parquet(ctx.data)
     scored = score(df, load_model(ctx.bundle), settings, metrics, sink)
     with skipping_size_check(ctx.spark, *metrics.row_bytes):
-        if sink is not None:
-            sink.write(scored)
-        else:
-            _write(scored, ctx)
+        write_scored(scored, sink, ctx.out, "overwrite")
     got = metrics.result()
     if got["rows_in"] != got["rows_scored"]:  # no row may be lost between the two observations
         raise RuntimeError(f"the job read {got['rows_in']} rows and scored {got['rows_scored']}")

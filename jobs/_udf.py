@@ -476,13 +476,13 @@ def _written(
     from pyspark.sql.pandas.types import to_arrow_schema
     from pyspark.sql.types import StringType, StructField, StructType
 
-    from jobs._arrow_writer import RESULT_SCHEMA
+    from jobs._arrow_writer import result_schema
 
     written = [f for f in schema.fields if f.name not in (PROVIDER, WORKER)]
     written += [StructField(n, StringType(), False) for n in literals]
     run = sink.task(task, to_arrow_schema(StructType(written)), literals,
                     ERROR_COLUMN if error else None, (PROVIDER, WORKER), unique)  # fmt: skip
-    results = selected.mapInArrow(run, RESULT_SCHEMA)
+    results = selected.mapInArrow(run, result_schema())
     if metrics is not None:
         results = results.observe(
             metrics.output,

@@ -23,11 +23,11 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from formats import errors
 from formats.errors import InputError, ModelportError, UsageError, VerificationFailedError
+from jobs._arrow_writer import check_output, local_path
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -150,7 +150,7 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
 
     from jobs import _summary
     from jobs._arrow_batches import skipping_size_check
-    from jobs._arrow_writer import arrow_sink
+    from jobs._arrow_writer import arrow_sink, write_scored
     from jobs._model import check_partitioning
     from jobs._udf import ScoreMetrics, score
     from jobs._validate import quarantine_path, quarantined, valid_rows
@@ -174,13 +174,7 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
         quarantined(df, model.spec, settings).write.mode(out.mode).parquet(quarantine)
     start = time.perf_counter()
     with skipping_size_check(spark, *metrics.row_bytes) as batches:
-        if sink is not None:
-            sink.write(scored)
-        else:
-            writer = scored.write.mode(out.mode)
-            if out.partition_by:
-                writer = writer.partitionBy(*out.partition_by)
-            writer.parquet(job.output)
+        write_scored(scored, sink, job.output, out.mode, out.partition_by)
     seconds = time.perf_counter() - start
     got = metrics.result()
     spec = model.spec
@@ -216,17 +210,11 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
     return 0
 
 
-def _local(location: str) -> Path | None:
-    if "://" not in location or location.startswith("file://"):
-        return Path(location.removeprefix("file://"))
-    return None  # a cluster filesystem: Spark's own (one-line) errors report it
-
-
 def check_input(location: str) -> None:
     """A local input must exist, hold data files, and the first must be Parquet."""
     import pyarrow.parquet as pq
 
-    path = _local(location)
+    path = local_path(location)
     if path is None:
         return
     if not path.exists():
@@ -245,15 +233,6 @@ def check_input(location: str) -> None:
     except Exception as exc:  # pyarrow: ArrowInvalid for a file that is not Parquet
         first = " ".join(str(exc).split())[:200]
         raise InputError(f"input {location!r} is not Parquet: {files[0].name}: {first}") from None
-
-
-def check_output(location: str, mode: str) -> None:
-    path = _local(location)
-    if mode in ("error", "errorifexists") and path is not None and path.exists():
-        raise UsageError(
-            f"output {location!r} exists and output.mode is {mode}; remove it, or pass "
-            "--set output.mode=overwrite (or append)"
-        )
 
 
 def parity_gate(df: DataFrame, model: LoadedModel, settings: Settings) -> ParityReport | None:

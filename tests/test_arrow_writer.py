@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from formats.errors import InputError, UsageError
-from jobs._arrow_writer import ArrowSink, choose_writer
+from jobs._arrow_writer import MAX_ROWS_CONF, ArrowSink, choose_writer
 from jobs._summary import SUMMARY_NAME
 from tests.invalid_data import PROBA, planted_rows, run, write_parquet
 
@@ -76,12 +76,13 @@ def test_only_the_reported_attempts_are_committed(spark: Any, tmp_path: Path) ->
         table = pa.table({"row_id": rows, "label": ["a"] * len(rows)}, schema=schema)
         pq.write_table(table, sink.staging / f"p{partition}-a{attempt}.parquet")
     (sink.staging / "p2-a0.parquet").write_bytes(b"half a file")  # a task killed mid-write
-    reported = [{"partition": 0, "attempt": 1, "file": "p0-a1.parquet", "rows": 2},
-                {"partition": 1, "attempt": 0, "file": "p1-a0.parquet", "rows": 1}]  # fmt: skip
+    reported = [{"partition": 0, "attempt": 1, "files": ["p0-a1.parquet"], "rows": 2},
+                {"partition": 1, "attempt": 0, "files": ["p1-a0.parquet"], "rows": 1}]  # fmt: skip
 
     lost = ArrowSink(str(out), "overwrite", schema=schema, run=sink.run)
     with pytest.raises(InputError, match="a filesystem that the driver and the executors share"):
-        lost.commit([*reported, {"partition": 3, "attempt": 0, "file": "gone.parquet", "rows": 1}])
+        lost.commit([*reported, {"partition": 3, "attempt": 0, "files": ["gone.parquet"],
+                                  "rows": 1}])
     assert (out / "old.parquet").exists()
 
     assert sink.commit(reported) == 3
@@ -89,11 +90,36 @@ def test_only_the_reported_attempts_are_committed(spark: Any, tmp_path: Path) ->
     assert sorted(spark.read.parquet(str(out)).toPandas()["row_id"]) == [1, 2, 3]
 
 
+def test_max_records_per_file_starts_a_task_s_next_file_as_spark_s_writer_does(
+    spark: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path,
+    penguins_parquet: Path,
+) -> None:  # fmt: skip
+    """spark.sql.files.maxRecordsPerFile: no file past the limit, as many files as Spark's
+    writer makes of the same tasks, every row once."""
+    spark.conf.set(MAX_ROWS_CONF, "700")  # 6,000 rows: batches of 10k straddle each limit
+    try:
+        files = {}
+        for writer in ("arrow", "spark"):
+            out = tmp_path / writer
+            code, err = _job(capsys, penguins_bundle, penguins_parquet, out,
+                             f"output.writer={writer}")  # fmt: skip
+            assert code == 0, err
+            files[writer] = [pq.read_metadata(f).num_rows for f in sorted(out.glob("*.parquet"))]
+    finally:
+        spark.conf.unset(MAX_ROWS_CONF)
+    assert max(files["arrow"]) == 700 and sum(files["arrow"]) == 6000
+    assert sorted(files["arrow"]) == sorted(files["spark"])
+    names = sorted(p.name for p in (tmp_path / "arrow").glob("*.parquet"))
+    assert names[0].endswith("-c000.parquet") and names[1].endswith("-c001.parquet")
+    rows = pd.read_parquet(tmp_path / "arrow")["row_id"]
+    assert rows.is_unique and len(rows) == 6000
+
+
 def test_every_partition_empty_still_writes_the_schema(spark: Any, tmp_path: Path) -> None:
     schema = pa.schema([("row_id", pa.int64()), ("proba_a", pa.float64())])
     sink = ArrowSink(str(tmp_path / "scores"), "error", schema=schema)
     sink.prepare()
-    assert sink.commit([{"partition": 0, "attempt": 0, "file": "", "rows": 0}]) == 0
+    assert sink.commit([{"partition": 0, "attempt": 0, "files": [], "rows": 0}]) == 0
     df = spark.read.parquet(str(tmp_path / "scores"))
     assert df.count() == 0 and df.columns == ["row_id", "proba_a"]
 
