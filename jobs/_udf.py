@@ -80,6 +80,7 @@ __all__ = ["Runtime", "ScoreMetrics", "cached_scorer", "pandas_scoring_udf", "pr
 PROVIDER = "_mp_provider"  # internal columns: which provider ran, which worker/session
 WORKER = "_mp_worker"
 REASON = "_mp_reason"  # why the row is invalid (jobs._validate), null when it is valid
+TIME_ZONE_CONF = "spark.sql.session.timeZone"
 
 
 @dataclass(frozen=True)
@@ -434,16 +435,20 @@ def score(
         + error
         + [StructField(PROVIDER, StringType()), StructField(WORKER, StringType())]
     )
+    # Spark sends a timestamp column to Python in the session's time zone, and the scored batch
+    # must give it back typed the same (pyspark's to_arrow_schema refuses one without a zone)
+    zone = str(spark.conf.get(TIME_ZONE_CONF))
     task = _ArrowTask(
-        spec, share_bytes(spark, onnx_bytes), Runtime.from_settings(e), to_arrow_schema(schema),
-        len(keep), with_error=bool(error),
+        spec, share_bytes(spark, onnx_bytes), Runtime.from_settings(e),
+        to_arrow_schema(schema, timezone=zone), len(keep), with_error=bool(error),
     )  # fmt: skip
     literals = dict(zip(MODEL_COLUMNS, (spec.name, spec.version, spec.sha256), strict=True))
     if not settings.output.model_columns:
         literals = {}
     if sink is not None:
         unique = settings.output.id_column if settings.output.id_column in keep else ""
-        return _written(selected, task, schema, literals, bool(error), unique, sink, metrics)
+        return _written(selected, task, schema, zone, literals, bool(error), unique, sink,
+                        metrics)  # fmt: skip
     scored = selected.mapInArrow(task, schema)
     if metrics is not None:
         # rows the model scored: in "null" mode the invalid rows pass with null outputs
@@ -465,6 +470,7 @@ def _written(
     selected: DataFrame,
     task: _ArrowTask,
     schema: StructType,
+    zone: str,
     literals: dict[str, str],
     error: bool,
     unique: str,
@@ -480,7 +486,7 @@ def _written(
 
     written = [f for f in schema.fields if f.name not in (PROVIDER, WORKER)]
     written += [StructField(n, StringType(), False) for n in literals]
-    run = sink.task(task, to_arrow_schema(StructType(written)), literals,
+    run = sink.task(task, to_arrow_schema(StructType(written), timezone=zone), literals,
                     ERROR_COLUMN if error else None, (PROVIDER, WORKER), unique)  # fmt: skip
     results = selected.mapInArrow(run, result_schema())
     if metrics is not None:

@@ -61,6 +61,57 @@ def test_the_workers_write_what_spark_writes(
         assert rows[PROBA[0]].isna().sum() == 6 and rows["error"].notna().sum() == 6
 
 
+def test_pass_through_columns_of_every_kind_come_out_as_spark_writes_them(
+    spark: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path,
+    penguins_parquet: Path,
+) -> None:  # fmt: skip
+    """Timestamps (with and without a zone, in a session zone that is not UTC), dates,
+    decimals, binary, a small int, lists, maps and structs passed through: the job runs
+    (a timestamp once failed it in the driver, before any task) and both writers give the same
+    schema and values."""
+    import datetime as dt
+    import decimal
+
+    table = pq.read_table(penguins_parquet).slice(0, 1500)
+    n = table.num_rows
+    start = dt.datetime(2024, 3, 31, 0, 30)  # the night Europe moves its clocks
+    extra = {
+        "ts": pa.array([start + dt.timedelta(minutes=7 * i) for i in range(n)], pa.timestamp("us")),
+        "tsz": pa.array([start.replace(tzinfo=dt.UTC) + dt.timedelta(seconds=i) for i in range(n)],
+                        pa.timestamp("us", tz="UTC")),
+        "day": pa.array([dt.date(2020, 1, 1) + dt.timedelta(days=i) for i in range(n)]),
+        "price": pa.array([decimal.Decimal(i) / 100 for i in range(n)], pa.decimal128(10, 2)),
+        "big": pa.array([decimal.Decimal(i) / 1000 for i in range(n)], pa.decimal128(30, 3)),
+        "raw": pa.array([bytes([i % 256]) for i in range(n)], pa.binary()),
+        "small": pa.array([i % 100 for i in range(n)], pa.int8()),
+        "tags": pa.array([["a", "b"][: i % 3] for i in range(n)], pa.list_(pa.string())),
+        "attrs": pa.array([{"k": i} for i in range(n)], pa.map_(pa.string(), pa.int64())),
+        "nested": pa.array([{"x": i, "at": start} for i in range(n)]),
+    }  # fmt: skip
+    for name, values in extra.items():
+        table = table.append_column(name, values)
+    (tmp_path / "in").mkdir()
+    pq.write_table(table, tmp_path / "in" / "part-0.parquet")
+    names = ", ".join(f'"{c}"' for c in extra)
+    spark.conf.set("spark.sql.session.timeZone", "Europe/Berlin")
+    try:
+        for writer in ("arrow", "spark"):
+            code, err = _job(capsys, penguins_bundle, tmp_path / "in", tmp_path / writer,
+                             f"output.writer={writer}", f"output.passthrough=[{names}]")  # fmt: skip
+            assert code == 0, err
+        got = {w: spark.read.parquet(str(tmp_path / w)) for w in ("arrow", "spark")}
+        assert got["arrow"].schema == got["spark"].schema
+        assert got["arrow"].columns[1 : 1 + len(extra)] == list(extra)
+        as_text = [f"to_json(map('v', `{c}`)) AS `{c}`" for c in got["arrow"].columns]
+        arrow, spark_rows = (got[w].selectExpr(*as_text) for w in ("arrow", "spark"))
+        assert arrow.count() == n
+        assert arrow.exceptAll(spark_rows).count() == 0 == spark_rows.exceptAll(arrow).count()
+        first = got["arrow"].where("row_id = 0").first()
+    finally:
+        spark.conf.unset("spark.sql.session.timeZone")
+    assert first is not None and first["ts"] == start and first["price"] == decimal.Decimal("0.00")
+
+
 def test_only_the_reported_attempts_are_committed(spark: Any, tmp_path: Path) -> None:
     """A failed attempt's file and a speculative twin's stay out of the output; an overwrite
     removes the old output at commit, not before; a file the driver cannot see is an error
