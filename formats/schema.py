@@ -11,6 +11,7 @@ code because of that.
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -116,8 +117,19 @@ def conform(frame: pd.DataFrame, specs: Sequence[ColumnSpec]) -> pd.DataFrame:
     return pd.DataFrame(columns, index=frame.index)
 
 
+def _decimals(series: pd.Series) -> bool:
+    """An object column of ``Decimal`` values (and nulls): what pandas makes of a SQL DECIMAL
+    column (Spark's toPandas, a database driver). Numbers, which the model takes as floats."""
+    values = series.dropna()
+    return series.dtype == object and len(values) > 0 and all(
+        isinstance(v, decimal.Decimal) for v in values
+    )
+
+
 def _cast(series: pd.Series, spec: ColumnSpec) -> pd.Series:
     dtype = series.dtype
+    if spec.kind == "numeric" and _decimals(series):
+        return series.astype(np.float64)
     if spec.kind == "numeric":
         if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
             target = np.float64 if spec.dtype == "float64" or series.isna().any() else np.int64

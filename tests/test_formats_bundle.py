@@ -168,6 +168,15 @@ def test_predict_checks_columns_and_types(bundle: formats.Bundle, fmt: str) -> N
     # extra columns are ignored and castable types are cast
     extra = x_test.assign(extra="x", year=x_test["year"].astype("int32"))
     pd.testing.assert_frame_equal(scorer.predict(extra), scorer.predict(x_test))
+    # a SQL DECIMAL column as pandas holds it (Decimal objects, None for null): numbers
+    import decimal
+
+    rounded = x_test.assign(bill_length_mm=x_test["bill_length_mm"].round(2))
+    as_decimals = rounded.assign(bill_length_mm=[
+        None if np.isnan(v) else decimal.Decimal(f"{v:.2f}") for v in rounded["bill_length_mm"]
+    ])  # fmt: skip
+    assert as_decimals["bill_length_mm"].dtype == object
+    pd.testing.assert_frame_equal(scorer.predict(as_decimals), scorer.predict(rounded))
 
 
 def test_skops_refuses_a_type_the_manifest_does_not_trust(

@@ -113,6 +113,36 @@ def test_job_scores_writes_and_summarises(
     assert len(again) == 6000 and set(again["model_version"]) == {"1"}
 
 
+def test_decimal_feature_columns_are_numbers(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path,
+    penguins_parquet: Path,
+) -> None:  # fmt: skip
+    """DECIMAL columns (a database's, Hive's) feed numeric inputs: the parity gate takes them
+    (toPandas makes them Decimal objects) and the scores are the pickle's on the same values."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(penguins_parquet)
+    numeric = [f.name for f in table.schema if f.name in FEATURES and pa.types.is_floating(f.type)]
+    assert numeric
+    floats, decimals = table, table
+    for name in numeric:
+        i = table.schema.get_field_index(name)
+        rounded = pc.round(table.column(name), 2)
+        floats = floats.set_column(i, name, rounded)
+        decimals = decimals.set_column(i, name, pc.cast(rounded, pa.decimal128(12, 2)))
+    for where, data in (("floats", floats), ("decimals", decimals)):
+        (tmp_path / where).mkdir()
+        pq.write_table(data, tmp_path / where / "part-0.parquet")
+    out = tmp_path / "scores"
+    code, _, err = run(capsys, "--bundle", penguins_bundle, "--input", tmp_path / "decimals",
+                       "--output", out)  # fmt: skip
+    assert code == 0, err
+    assert summary_of(out)["parity"]["label_agreement"] == 1.0
+    assert_matches_pickle(out, tmp_path / "floats", penguins_bundle, 6000)
+
+
 def _copy(bundle: Path, tmp_path: Path) -> Path:
     target = tmp_path / "bundle"
     shutil.copytree(bundle, target)
