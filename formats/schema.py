@@ -120,17 +120,17 @@ def conform(frame: pd.DataFrame, specs: Sequence[ColumnSpec]) -> pd.DataFrame:
 def _decimals(series: pd.Series) -> bool:
     """An object column of ``Decimal`` values (and nulls): what pandas makes of a SQL DECIMAL
     column (Spark's toPandas, a database driver). Numbers, which the model takes as floats."""
+    if series.dtype != object:  # first: a numeric column is not copied (one-row calls)
+        return False
     values = series.dropna()
-    return series.dtype == object and len(values) > 0 and all(
-        isinstance(v, decimal.Decimal) for v in values
-    )
+    return len(values) > 0 and all(isinstance(v, decimal.Decimal) for v in values)
 
 
 def _cast(series: pd.Series, spec: ColumnSpec) -> pd.Series:
     dtype = series.dtype
-    if spec.kind == "numeric" and _decimals(series):
-        return series.astype(np.float64)
     if spec.kind == "numeric":
+        if _decimals(series):
+            return series.astype(np.float64)
         if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
             target = np.float64 if spec.dtype == "float64" or series.isna().any() else np.int64
             return series.astype(target)

@@ -70,7 +70,6 @@ from jobs._validate import (
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame
-    from pyspark.sql.types import StructType
 
     from formats.onnx.scorer import OnnxScorer
     from jobs._arrow_writer import ArrowSink
@@ -447,8 +446,7 @@ def score(
         literals = {}
     if sink is not None:
         unique = settings.output.id_column if settings.output.id_column in keep else ""
-        return _written(selected, task, schema, zone, literals, bool(error), unique, sink,
-                        metrics)  # fmt: skip
+        return _written(selected, task, literals, bool(error), unique, sink, metrics)
     scored = selected.mapInArrow(task, schema)
     if metrics is not None:
         # rows the model scored: in "null" mode the invalid rows pass with null outputs
@@ -469,8 +467,6 @@ def score(
 def _written(
     selected: DataFrame,
     task: _ArrowTask,
-    schema: StructType,
-    zone: str,
     literals: dict[str, str],
     error: bool,
     unique: str,
@@ -479,14 +475,14 @@ def _written(
 ) -> DataFrame:
     """The scored columns written by the workers (jobs._arrow_writer): one row per task, and
     the output observation made of those rows (the same keys as the rows' own)."""
-    from pyspark.sql.pandas.types import to_arrow_schema
-    from pyspark.sql.types import StringType, StructField, StructType
+    import pyarrow as pa
 
     from jobs._arrow_writer import result_schema
 
-    written = [f for f in schema.fields if f.name not in (PROVIDER, WORKER)]
-    written += [StructField(n, StringType(), False) for n in literals]
-    run = sink.task(task, to_arrow_schema(StructType(written), timezone=zone), literals,
+    # the scored batch's columns (task.schema, already in Arrow) but the tags, then the literals
+    written = [f for f in task.schema if f.name not in (PROVIDER, WORKER)]
+    written += [pa.field(n, pa.string(), nullable=False) for n in literals]
+    run = sink.task(task, pa.schema(written), literals,
                     ERROR_COLUMN if error else None, (PROVIDER, WORKER), unique)  # fmt: skip
     results = selected.mapInArrow(run, result_schema())
     if metrics is not None:
