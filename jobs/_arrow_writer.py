@@ -143,11 +143,6 @@ def arrow_sink(spark: Any, settings: Settings) -> tuple[ArrowSink | None, str]:
         return None, why
     max_rows = max(int(spark.conf.get(MAX_ROWS_CONF, "0")), 0)  # Spark refuses a non-number
     sink = ArrowSink(settings.job.output, out.mode, _CODECS[codec], max_rows)
-    read = local_path(settings.job.input)
-    if out.mode == "overwrite" and read is not None and sink.root in (read, *read.parents):
-        # Spark's writer refuses this too: the commit would delete the data being scored
-        raise UsageError(f"output {settings.job.output!r} is (or holds) the input and "
-                         "output.mode is overwrite; write the scores elsewhere")  # fmt: skip
     return sink, why
 
 

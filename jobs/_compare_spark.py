@@ -84,7 +84,11 @@ def _slice_locally(source: str, id_column: str, data: Path, warm: Path, rows: in
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
-    dataset = ds.dataset(source, format="parquet")
+    from jobs._inputs import data_files, is_glob, matches
+
+    # a glob pattern is Spark's, not pyarrow's: pyarrow gets the files it matches
+    files = [str(p) for p in data_files(matches(source) or [])] if is_glob(source) else source
+    dataset = ds.dataset(files, format="parquet")
     as_is = rows is None and id_column in dataset.schema.names
     warm_rows = WARM_ROWS_PER_CORE * cores
     table = dataset.head(warm_rows if as_is else rows) if (as_is or rows) else dataset.to_table()

@@ -39,6 +39,9 @@ class JobSettings:
     # Score a sample with the ONNX model and with the bundle's pickle first; refuse on disagreement.
     parity_gate: bool = True
     parity_rows: int = 1000
+    # An input with a schema and no rows: an error (an upstream step most likely failed), or
+    # (true) a complete, empty output, as a scheduled run over a quiet hour's partition wants.
+    allow_empty_input: bool = False
 
 
 @dataclass(frozen=True)

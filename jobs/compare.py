@@ -119,11 +119,14 @@ def check_columns(location: str, bundle: Any) -> None:
     import pyarrow.dataset as ds
 
     from formats.schema import conform
+    from jobs._inputs import data_files, matches
     from jobs.score import check_input
 
     check_input(location)
+    roots = matches(location)  # a glob pattern is Spark's, not pyarrow's: its files, then
+    source: Any = location if roots is None else [str(p) for p in data_files(roots)]
     try:
-        head = ds.dataset(location, format="parquet").head(5).to_pandas()
+        head = ds.dataset(source, format="parquet").head(5).to_pandas()
     except Exception as exc:  # pyarrow's ArrowInvalid and friends: not a readable dataset
         raise InputError(
             f"cannot read {location!r} as Parquet: {' '.join(str(exc).split())[:200]}"

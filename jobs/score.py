@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from formats import errors
 from formats.errors import InputError, ModelportError, UsageError, VerificationFailedError
-from jobs._arrow_writer import check_output, local_path
+from jobs._arrow_writer import check_output
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -151,19 +151,24 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
     from jobs import _summary
     from jobs._arrow_batches import skipping_size_check
     from jobs._arrow_writer import arrow_sink, write_scored
+    from jobs._inputs import check_not_input
     from jobs._model import check_partitioning
     from jobs._udf import ScoreMetrics, score
     from jobs._validate import quarantine_path, quarantined, valid_rows
 
     job, out = settings.job, settings.output
     df = spark.read.parquet(job.input)
+    if out.mode == "overwrite":  # Spark's writer would delete the input before reading it
+        kept = settings.validation.on_invalid == "quarantine"
+        check_not_input(spark, job.input, [job.output, *[quarantine_path(job.output)] * kept])
     metrics = ScoreMetrics()
     sink, wrote_by = arrow_sink(spark, settings)  # arrow asked for where it cannot: exit 2
     scored = score(df, model, settings, metrics, sink)  # checks the schema: before any task runs
     if sink is None:
         check_partitioning(out.partition_by, scored.columns)
-    if df.isEmpty():  # a schema and no rows: an upstream step most likely failed
-        raise InputError(f"input {job.input!r} has no rows; nothing to score")
+    if not job.allow_empty_input and df.isEmpty():  # an upstream step most likely failed
+        raise InputError(f"input {job.input!r} has no rows; nothing to score (set "
+                         "job.allow_empty_input = true to write an empty output)")  # fmt: skip
     report = parity_gate(valid_rows(df, model.spec, settings), model, settings)
     if out.mode == "append":
         _summary.remove_summary(job.output)
@@ -211,21 +216,20 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
 
 
 def check_input(location: str) -> None:
-    """A local input must exist, hold data files, and the first must be Parquet."""
+    """A local input (a path or a Hadoop glob pattern) must exist, hold data files, and the
+    first must be Parquet."""
     import pyarrow.parquet as pq
 
-    path = local_path(location)
-    if path is None:
+    from jobs._inputs import data_files, is_glob, matches
+
+    roots = matches(location)
+    if roots is None:
         return
-    if not path.exists():
+    if not roots and is_glob(location):
+        raise InputError(f"input {location!r} matches nothing; check the pattern")
+    if not roots:
         raise InputError(f"input {location!r} does not exist; pass a Parquet file or directory")
-    if path.is_file():
-        files = [path]
-    else:
-        files = sorted(
-            p for p in path.rglob("*")
-            if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts)
-        )  # fmt: skip
+    files = data_files(roots)
     if not files:
         raise InputError(f"input {location!r} holds no data files; it is empty")
     try:

@@ -224,15 +224,28 @@ def test_spark_s_writer_where_this_one_cannot_write(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("writer", ["auto", "spark"])
+@pytest.mark.parametrize("case", ["the input", "its parent", "a pattern's match"])
 def test_overwriting_the_input_is_refused_before_any_task(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path,
-    penguins_parquet: Path,
+    penguins_parquet: Path, writer: str, case: str,
 ) -> None:  # fmt: skip
+    """Spark's writer deletes an overwrite's output before a task reads the input: without
+    this refusal the input was gone (checked on the old code: the job failed on a missing file
+    with every input file deleted)."""
     import shutil
 
-    data = tmp_path / "data"
-    shutil.copytree(penguins_parquet, data)
-    before = sorted(p.name for p in data.iterdir())
-    code, err = _job(capsys, penguins_bundle, data, data, "output.mode=overwrite")
+    days = tmp_path / "days"
+    for day in ("dt=2026-12-01", "dt=2026-12-02"):
+        shutil.copytree(penguins_parquet, days / day)
+    before = sorted(p.relative_to(days) for p in days.rglob("*"))
+    source, out = {
+        "the input": (days / "dt=2026-12-01", days / "dt=2026-12-01"),
+        "its parent": (days / "dt=2026-12-01", days),
+        "a pattern's match": (days / "dt=2026-12-0{1,2}", days / "dt=2026-12-02"),
+    }[case]
+    code, err = _job(capsys, penguins_bundle, source, out, "output.mode=overwrite",
+                     f"output.writer={writer}")  # fmt: skip
     assert code == 2 and "is (or holds) the input and output.mode is overwrite" in err, err
-    assert sorted(p.name for p in data.iterdir()) == before
+    assert len(err.strip().splitlines()) == 1, err
+    assert sorted(p.relative_to(days) for p in days.rglob("*")) == before

@@ -136,3 +136,20 @@ def test_missing_javac_is_that_cell_only(
     assert pickle.error is None and pickle.agreement == 1.0
     assert pickle.rows == 2000 and (pickle.rows_per_s_per_core or 0) > 0
     assert list(ENGINES)[:1] == ["pickle"]
+
+
+def test_a_glob_pattern_input_is_read_as_spark_reads_it(
+    spark: Any, fitted: tuple[Any, Path], penguins_parquet: Path, tmp_path: Path
+) -> None:
+    """The comparison's input checks and its local slicing read a pattern's files (pyarrow
+    takes no Hadoop patterns); the slices hold the matched files' rows and no others."""
+    from jobs.compare import check_columns
+
+    _, bundle = fitted
+    pattern = f"{penguins_parquet}/part-{{0,2}}.parquet"
+    check_columns(pattern, Bundle.open(bundle))  # no error: the columns were read
+    want = pd.concat(pd.read_parquet(penguins_parquet / f"part-{i}.parquet") for i in (0, 2))
+    prepared = prepare(spark, pattern, "row_id", tmp_path / "work", None)
+    assert prepared.rows == len(want) == 4000
+    got = spark.read.parquet(prepared.data).select("row_id").toPandas()["row_id"]
+    assert sorted(got) == sorted(want["row_id"])

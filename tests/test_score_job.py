@@ -113,6 +113,70 @@ def test_job_scores_writes_and_summarises(
     assert len(again) == 6000 and set(again["model_version"]) == {"1"}
 
 
+@pytest.mark.parametrize(
+    ("pattern", "days"),
+    [
+        ("dt=2026-{11-30,12-02}", [0, 2]),  # Hadoop's alternatives
+        ("dt=2026-12-0[^1]", [2]),  # Hadoop's negated class (Python's is [!...])
+        ("dt=2026-1*", [0, 1, 2]),
+    ],
+)
+def test_a_glob_pattern_input_scores_what_it_matches(
+    spark: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path,
+    penguins_parquet: Path, pattern: str, days: list[int],
+) -> None:  # fmt: skip
+    """spark.read.parquet takes Hadoop patterns; the job's checks used to call one missing."""
+    parts = sorted(penguins_parquet.glob("*.parquet"))
+    for part, day in zip(parts, ["dt=2026-11-30", "dt=2026-12-01", "dt=2026-12-02"], strict=True):
+        (tmp_path / "days" / day).mkdir(parents=True)
+        shutil.copy(part, tmp_path / "days" / day / part.name)
+    out = tmp_path / "scores"
+    code, _, err = run(capsys, "--bundle", penguins_bundle, "--input",
+                       f"{tmp_path / 'days'}/{pattern}", "--output", out)  # fmt: skip
+    assert code == 0, err
+    data = pd.concat([pd.read_parquet(parts[d]) for d in days])
+    scored = pd.read_parquet(out).set_index("row_id")
+    assert sorted(scored.index) == sorted(data["row_id"])  # every matched row once, no other
+    want = formats.load(penguins_bundle, "pickle").predict(data[FEATURES])
+    assert (scored.loc[data["row_id"], "label"].to_numpy() == want["label"].to_numpy()).all()
+    assert summary_of(out)["rows_scored"] == len(data)
+
+    code, _, err = run(capsys, "--bundle", penguins_bundle, "--input",
+                       f"{tmp_path / 'days'}/dt=2025-*", "--output", tmp_path / "none")  # fmt: skip
+    assert code == 2
+    assert_one_error(err, "dt=2025-*' matches nothing")
+
+
+@pytest.mark.parametrize("writer", ["auto", "spark"])
+def test_an_empty_input_is_an_error_unless_allowed(
+    spark: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path,
+    penguins_parquet: Path, writer: str,
+) -> None:  # fmt: skip
+    import pyarrow.parquet as pq
+
+    empty = tmp_path / "input"
+    empty.mkdir()
+    first = sorted(penguins_parquet.glob("*.parquet"))[0]
+    pq.write_table(pq.read_table(first).slice(0, 0), empty / "part-0.parquet")
+    out = tmp_path / "scores"
+    code, _, err = run(capsys, "--bundle", penguins_bundle, "--input", empty, "--output", out,
+                       "--set", f"output.writer={writer}")  # fmt: skip
+    assert code == 2
+    assert_one_error(err, "has no rows", "job.allow_empty_input = true")
+    assert not out.exists()
+
+    code, _, err = run(capsys, "--bundle", penguins_bundle, "--input", empty, "--output", out,
+                       "--set", f"output.writer={writer}",
+                       "--set", "job.allow_empty_input=true")  # fmt: skip
+    assert code == 0, err
+    assert (out / "_SUCCESS").exists()  # complete, and readable with the job's schema
+    scored = spark.read.parquet(str(out))
+    assert scored.count() == 0
+    assert scored.columns == ["row_id", "label", *[f"proba_{c}" for c in CLASSES]]
+    summary = summary_of(out)
+    assert summary["rows_in"] == summary["rows_scored"] == 0 and summary["parity"] is None
+
+
 def test_decimal_feature_columns_are_numbers(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path,
     penguins_parquet: Path,

@@ -1,0 +1,144 @@
+"""The data files of a local input, glob patterns included, found on the driver before Spark
+starts.
+
+``spark.read.parquet`` takes Hadoop glob patterns (``data/dt=2026-12-0*``,
+``data/{2025,2026}/*.parquet``): users pass them to pick a day's partitions or a set of
+directories, so the job's checks must take them too. Hadoop's patterns are Python's ``glob``
+with two differences, handled here: ``{a,b}`` alternatives (expanded first, nested ones too)
+and ``[^...]`` for a negated class (Python's ``[!...]``); a backslash escapes the next
+character in both. Like Spark's file index, names starting with ``_`` or ``.`` under a matched
+directory are not data (``_SUCCESS``, ``.crc`` files, ``_temporary``).
+
+:func:`check_not_input` keeps an ``overwrite`` from deleting the data it is about to score.
+Spark's own writer does not refuse it: ``df.write.mode("overwrite").parquet(p)`` deletes
+``p`` before a task reads it when ``df`` reads ``p``, a directory under ``p`` or a pattern
+that matches either (seen here: the input gone, the job failing on a missing file).
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from formats.errors import UsageError
+from jobs._arrow_writer import local_path
+
+__all__ = ["check_not_input", "data_files", "is_glob", "matches"]
+
+_SPECIAL = frozenset("*?[{")
+
+
+def is_glob(location: str) -> bool:
+    """Whether Hadoop would read ``location`` as a pattern (an unescaped ``* ? [ {``)."""
+    escaped = False
+    for char in location:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in _SPECIAL:
+            return True
+    return False
+
+
+def matches(location: str) -> list[Path] | None:
+    """The local paths ``location`` names (one, or a pattern's matches, sorted; none when
+    nothing is there); None for a cluster filesystem's location, which Spark checks itself."""
+    path = local_path(location)
+    if path is None:
+        return None
+    if not is_glob(location):  # Spark globs every path: a backslash still escapes
+        path = Path(re.sub(r"\\(.)", r"\1", str(path)))
+        return [path] if path.exists() else []
+    found = {Path(p) for pattern in _alternatives(str(path)) for p in glob.glob(_python(pattern))}
+    return sorted(found)
+
+
+def data_files(roots: list[Path]) -> list[Path]:
+    """The data files Spark would read under ``roots`` (:func:`matches`), sorted."""
+    files: set[Path] = set()
+    for root in roots:
+        if root.is_file():
+            files.add(root)
+        elif root.is_dir():
+            files.update(
+                p for p in root.rglob("*")
+                if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)
+            )  # fmt: skip
+    return sorted(files)
+
+
+def check_not_input(spark: Any, location: str, outputs: Sequence[str]) -> None:
+    """Refuse to overwrite an output that is, or holds, what ``location`` reads: Hadoop's own
+    globbing and qualified paths where the session has a JVM (any filesystem), the local
+    paths on Spark Connect."""
+    jvm = getattr(spark, "_jvm", None)
+    if jvm is None:  # Spark Connect: no JVM here; local paths are what this client can see
+        reads = [str(p) for p in matches(location) or []]
+        targets = {o: str(p) for o in outputs if (p := local_path(o)) is not None}
+    else:
+        conf = spark._jsc.hadoopConfiguration()
+        path = jvm.org.apache.hadoop.fs.Path(location)
+        found = path.getFileSystem(conf).globStatus(path)  # None: nothing there
+        reads = [str(s.getPath()) for s in found or []]
+        targets = {}
+        for output in outputs:
+            out = jvm.org.apache.hadoop.fs.Path(output)
+            targets[output] = str(out.getFileSystem(conf).makeQualified(out))
+    for output, target in targets.items():
+        held = target.rstrip("/") + "/"
+        if any(r == target or r.startswith(held) for r in reads):
+            raise UsageError(f"output {output!r} is (or holds) the input and output.mode is "
+                             "overwrite, which would delete the data before it is scored; "
+                             "write the scores elsewhere")  # fmt: skip
+
+
+def _alternatives(pattern: str) -> list[str]:
+    """``pattern`` with its first unescaped ``{a,b,...}`` expanded, recursively (Hadoop's
+    alternatives may nest and may hold ``/``)."""
+    start, depth, i = -1, 0, 0
+    commas: list[int] = []
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "{":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif char == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                head, tail = pattern[:start], pattern[i + 1 :]
+                bounds = [start, *commas, i]
+                return [
+                    expanded
+                    for a, b in zip(bounds, bounds[1:], strict=False)
+                    for expanded in _alternatives(head + pattern[a + 1 : b] + tail)
+                ]
+        elif char == "," and depth == 1:
+            commas.append(i)
+        i += 1
+    return [pattern]  # no (complete) alternatives: Hadoop reads an unmatched brace as is
+
+
+def _python(pattern: str) -> str:
+    """A Hadoop pattern without alternatives as Python's ``glob`` reads it."""
+    out, i = [], 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            out.append(glob.escape(pattern[i + 1]))
+            i += 2
+            continue
+        if char == "[" and pattern[i + 1 : i + 2] == "^":
+            out.append("[!")
+            i += 2
+            continue
+        out.append(char)
+        i += 1
+    return "".join(out)
