@@ -8,6 +8,7 @@ data (:class:`ParityReport`, ``to_dict()``); :mod:`formats.render` draws them.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -165,6 +166,12 @@ def _compare(
             result.status = "fail"
     for column in expected.columns:
         if column == "label":
+            continue
+        if column not in got:  # a format without it (a PMML SVM has labels only): it fails
+            result.outputs.append(OutputDiff(column, math.inf, math.inf, len(data), False))
+            result.status, result.reason = "fail", getattr(scorer, "note", "") or (
+                f"{fmt} gives no {column}")
+            bad[:] = True
             continue
         diff = _diff(column, expected[column].to_numpy(), got[column].to_numpy(), tol)
         bad |= diff[1]

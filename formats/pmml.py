@@ -32,13 +32,15 @@ from formats.errors import (
 from formats.java import java_version
 from formats.schema import ColumnSpec, canonical_frame, conform
 
-__all__ = ["JpmmlScorer", "PypmmlScorer", "write_pmml"]
+__all__ = ["JpmmlScorer", "PypmmlScorer", "labels_only", "labels_only_note", "write_pmml"]
 
 log = logging.getLogger(__name__)
 
 # "org.jpmml.python.InvalidAttributeException: Attribute 'func' has an unsupported value (...)"
 _JAVA_EXCEPTION = re.compile(r"^((?:[\w$]+\.)+[\w$]*(?:Exception|Error)): (.+)$", re.MULTILINE)
 _PYTHON_CLASS = re.compile(r"\(Python class ([\w.]+)\)")
+_PROBABILITY_FIELD = re.compile(rb"<OutputField\b[^>]*\bfeature=[\"']probability[\"']")
+_MODEL_ELEMENT = re.compile(rb"<(\w+Model)\b")
 
 
 def write_pmml(model: Any, sample: pd.DataFrame, path: Path) -> dict[str, Any]:
@@ -91,7 +93,38 @@ def write_pmml(model: Any, sample: pd.DataFrame, path: Path) -> dict[str, Any]:
             if failure is None:
                 raise
             raise failure from exc
-    return {"sklearn2pmml": sklearn2pmml.__version__, "java": java}
+    details: dict[str, Any] = {"sklearn2pmml": sklearn2pmml.__version__, "java": java}
+    if hasattr(model, "predict_proba") and hasattr(model, "classes_"):
+        element = labels_only(path)
+        if element is not None:  # sklearn2pmml has no probability form for it (an SVM, a k-NN)
+            details["labels_only"] = f"{element} without probabilities"
+    return details
+
+
+def labels_only_note(path: Path) -> str:
+    """Why a classifier's PMML at ``path`` gives no probabilities ("" where it gives them)."""
+    element = labels_only(path)
+    if element is None:
+        return ""
+    return (f"{path.name} has labels only: its {element} declares no probabilities "
+            "(sklearn2pmml writes none for it)")  # fmt: skip
+
+
+def labels_only(path: Path) -> str | None:
+    """The model element of a PMML document that declares no probability output anywhere
+    (None where it declares some): sklearn2pmml writes none for an SVM or a k-NN.
+
+    The document, not an engine, says so: PMML4S makes probability fields up for a model that
+    declares none (an SVM's vote shares, NaN for a k-NN), where JPMML gives none. Anywhere, not
+    only on the top model: a chain of models (gradient boosting) declares its probabilities on
+    its last segment. A byte search: a forest's document runs to tens of MB."""
+    import mmap
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as text:
+        if _PROBABILITY_FIELD.search(text):
+            return None
+        model = _MODEL_ELEMENT.search(text)
+        return bytes(model.group(1)).decode() if model else "model"
 
 
 def _steps(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -214,7 +247,11 @@ class _PmmlScorer:
         predicted = [name for name, feature, _ in fields if feature == "predictedValue"]
         self._label = predicted[0] if predicted else target
         self._proba: list[str] = []
+        self.note = ""  # what this PMML cannot give (formats.parity reports it)
         if self.task == "classification" and self.has_proba:
+            self.note = labels_only_note(self.path)
+            if self.note:
+                return
             for cls in self.classes or []:
                 match = [n for n, f, v in fields if f == "probability" and _same_class(v, cls)]
                 match += [n for n in (f"probability({cls})", f"probability_{cls}") if n in names]

@@ -66,6 +66,8 @@ def _format_notes(details: dict[str, Any]) -> str:
         parts.append(f"{len(details['trusted_types'])} trusted types")
     if "sklearn2pmml" in details:
         parts.append(f"sklearn2pmml {details['sklearn2pmml']}")
+    if details.get("labels_only"):
+        parts.append(f"labels only ({details['labels_only']})")
     return "; ".join(parts)
 
 
@@ -105,4 +107,9 @@ def parity_table(report: ParityReport) -> Table:
             r.fmt, r.engine, result, labels, _num(max_abs), _num(max_rel),
             f"{r.rows_disagree:,}", r.precision or "", f"{r.seconds:.2f}",
         )  # fmt: skip
+    # why a format that ran failed, where it is more than its numbers (a PMML of labels only)
+    notes = [f"{r.fmt} ({r.engine}): {r.reason}" for r in report.results
+             if r.status == "fail" and r.reason]  # fmt: skip
+    if notes:
+        table.caption, table.caption_justify = _esc("\n".join(notes)), "left"
     return table

@@ -153,3 +153,27 @@ def test_a_glob_pattern_input_is_read_as_spark_reads_it(
     assert prepared.rows == len(want) == 4000
     got = spark.read.parquet(prepared.data).select("row_id").toPandas()["row_id"]
     assert sorted(got) == sorted(want["row_id"])
+
+
+def test_a_pmml_of_labels_only_is_that_engine_s_error_on_spark(
+    spark: Any, penguins_parquet: Path, tmp_path: Path
+) -> None:
+    """An SVC's PMML declares no probabilities: both PMML engines say so, on the driver, and
+    the pickle beside them is measured as usual."""
+    from sklearn.svm import SVC
+
+    from jobs.export import default_pipeline, split
+
+    x_train, _, y_train, _ = split()
+    model = default_pipeline("rf").set_params(model=SVC(probability=True, random_state=0))
+    model.fit(x_train, y_train)
+    bundle = tmp_path / "svc"
+    formats.save(model, bundle, sample=x_train, formats=("pickle", "pmml"))
+    prepared = prepare(spark, str(penguins_parquet), "row_id", tmp_path / "work", 2000)
+    pickle, pypmml, jpmml = measure(spark, _target(bundle), prepared, load_settings(None),
+                                    tmp_path / "work", engines=("pickle", "pypmml", "jpmml"),
+                                    repeats=1)  # fmt: skip
+    for result in (pypmml, jpmml):
+        assert result.error and "model.pmml has labels only: its SupportVectorMachineModel" in result.error
+        assert result.rows_per_s_per_core is None
+    assert pickle.error is None and pickle.agreement == 1.0

@@ -349,3 +349,48 @@ def test_missing_java_is_a_missing_dependency_error(tmp_path: Path) -> None:
     assert "MissingDependencyError:" in done.stdout
     assert "openjdk-17-jdk-headless" in done.stdout
     assert "file left: False" in done.stdout
+
+
+@pytest.mark.parametrize("name", list(CLASSIFIERS))
+def test_a_classifier_s_probabilities_are_declared(zoo: Zoo, name: str) -> None:
+    """Every classifier sklearn2pmml gives probabilities for declares them in the document,
+    the boosters (a chain of models) on their last segment."""
+    from formats.pmml import labels_only
+
+    assert labels_only(zoo.model(name)[4]) is None
+
+
+@pytest.mark.parametrize("final", ["svc", "knn"])
+def test_a_pmml_of_labels_only_fails_parity_saying_so(tmp_path: Path, final: str) -> None:
+    """sklearn2pmml writes an SVM and a k-NN without probabilities. PMML4S then made them up
+    (an SVM's vote shares, NaN for the k-NN) and failed on numbers, and JPMML errored with
+    "re-export the model": both engines now report the labels, compared with the original's,
+    and say that the document has no probabilities."""
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.svm import SVC
+
+    import formats
+    from formats.render import parity_table
+
+    train, test = _held_out(palmerpenguins.load_penguins(), "species")
+    estimator = SVC(probability=True, random_state=0) if final == "svc" else KNeighborsClassifier()
+    model = Pipeline([("preprocess", _preprocess(NUMERIC, scale=True)), ("est", estimator)])
+    X = train.drop(columns="species")
+    model.fit(X, train["species"])
+    bundle = formats.save(model, tmp_path / "b", sample=X, formats=("pickle", "pmml", "onnx"))
+    element = "SupportVectorMachineModel" if final == "svc" else "NearestNeighborModel"
+    assert bundle.manifest.formats["pmml"].details["labels_only"] == f"{element} without probabilities"
+
+    held_out = test.drop(columns="species").dropna(subset=["year"])  # ONNX's int64 has no null
+    report = formats.parity(bundle, held_out)
+    by = {r.engine: r for r in report.results}
+    want = model.predict(held_out)
+    for engine in ("pypmml", "jpmml"):
+        r = by[engine]
+        assert r.status == "fail" and f"has labels only: its {element}" in r.reason
+        got = formats.load(bundle, "pmml", engine=engine).predict(held_out)
+        assert list(got.columns) == ["label"] and (got["label"].to_numpy() == want).all()
+        assert r.label_agreement == 1.0
+    assert by["onnxruntime"].status == "pass"  # the probabilities exist: ONNX has them
+    caption = str(parity_table(report).caption)
+    assert "pmml (pypmml): model.pmml has labels only" in caption

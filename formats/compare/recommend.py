@@ -184,8 +184,9 @@ def findings(
     for e in by.values():
         if e.parity == "fail":
             labels = "" if e.label_agreement is None else f"labels {e.label_agreement:.2%} equal, "
+            why = f" ({e.parity_reason})" if e.parity_reason else ""
             out.append(f"{e.key} fails parity with the original: {labels}max |diff| "
-                       f"{e.max_abs or 0:.2g}")  # fmt: skip
+                       f"{e.max_abs or 0:.2g}{why}")  # fmt: skip
         elif e.parity == "error":
             out.append(f"{e.key} could not be compared with the original: {e.parity_reason}")
     out += [f"{c.check}: {c.status}: {c.summary}" for c in portability
