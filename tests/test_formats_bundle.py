@@ -106,6 +106,32 @@ def test_a_step_a_format_cannot_take_does_not_stop_the_others(tmp_path: Path) ->
     assert [r.status for r in report.results if r.fmt == "onnx"] == ["not saved"]
 
 
+def test_the_step_onnx_cannot_take_is_the_one_named(tmp_path: Path) -> None:
+    """The step a conversion failed at is the operator skl2onnx was converting: here the
+    category branch's encoder. It used to be the first Pipeline inside (the numeric branch),
+    because the message names the outer Pipeline."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import OneHotEncoder
+
+    x, _, y, _ = split()
+    numeric = ["bill_length_mm", "bill_depth_mm"]
+    x = x[[*numeric, "island"]]
+    model = Pipeline([
+        ("pre", ColumnTransformer([
+            ("num", Pipeline([("impute", SimpleImputer())]), numeric),
+            ("cat", Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+                              ("onehot", OneHotEncoder(handle_unknown="infrequent_if_exist",
+                                                       min_frequency=60))]), ["island"]),
+        ])),
+        ("model", LogisticRegression(max_iter=500)),
+    ]).fit(x, y)  # fmt: skip
+    saved = formats.save(model, tmp_path / "b", sample=x, formats=FAST)
+    onnx = saved.manifest.formats["onnx"]
+    assert onnx.status == "failed" and onnx.step == "pre/cat/onehot"
+    assert onnx.reason and "Infrequent categories" in onnx.reason
+
+
 def test_unfitted_model(tmp_path: Path) -> None:
     x, _, _, _ = split()
     with pytest.raises(InputError, match="not fitted; call fit"):

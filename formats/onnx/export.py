@@ -155,7 +155,7 @@ def _convert(model: Any, frame: pd.DataFrame, precision: str) -> Any:
     try:
         return convert(model, sample=frame, keep_float64=precision == "float64", verify=False)
     except ConversionError as exc:
-        raise FormatUnsupportedError("onnx", _failing_step(model, str(exc)), str(exc)) from exc
+        raise FormatUnsupportedError("onnx", _failing_step(model, exc), str(exc)) from exc
 
 
 _MEASURE = {"classification": "label_agreement", "regression": "max_rel_error"}
@@ -191,10 +191,27 @@ def _walk(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:
             yield from _walk(step, f"{path}/{name}" if path else name)
 
 
-def _failing_step(model: Any, message: str) -> str | None:
-    """The step whose class the converter's message names, else None."""
-    for path, obj in _walk(model):
-        if path and type(obj).__name__ in message:
+def _failing_step(model: Any, exc: BaseException) -> str | None:
+    """The step whose conversion failed: the operator skl2onnx was converting when it raised
+    (its ``raw_operator``, read off the traceback), else the step whose class the converter's
+    own message names, else None. Not by the whole message: ours starts "cannot convert
+    Pipeline", which named the first Pipeline inside, not the step that failed."""
+    steps = [(path, obj) for path, obj in _walk(model) if path]
+    raw = None
+    cause: BaseException | None = exc.__cause__ or exc
+    tb = cause.__traceback__ if cause is not None else None
+    while tb is not None:  # the innermost converter's operator is the one that failed
+        operator = tb.tb_frame.f_locals.get("operator")
+        raw = getattr(operator, "raw_operator", None) or raw
+        tb = tb.tb_next
+    if raw is not None:
+        same = [path for path, obj in steps if obj is raw]
+        alike = [path for path, obj in steps if type(obj) is type(raw)]
+        if same or len(alike) == 1:  # a copy was converted: the only step of that class
+            return (same or alike)[0]
+    message = str(cause).split(": ", 1)[-1] if cause is exc else str(cause)
+    for path, obj in steps:
+        if type(obj).__name__ in message:
             return path
     return None
 
