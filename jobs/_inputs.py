@@ -71,29 +71,42 @@ def data_files(roots: list[Path]) -> list[Path]:
     return sorted(files)
 
 
-def check_not_input(spark: Any, location: str, outputs: Sequence[str]) -> None:
-    """Refuse to overwrite an output that is, or holds, what ``location`` reads: Hadoop's own
-    globbing and qualified paths where the session has a JVM (any filesystem), the local
-    paths on Spark Connect."""
+def check_not_input(spark: Any, reads: dict[str, str], outputs: Sequence[str]) -> None:
+    """Refuse to overwrite an output that is, or holds, what the run reads (``reads``: what
+    it is, e.g. "the input", and its location): Hadoop's own globbing and qualified paths where
+    the session has a JVM (any filesystem it has), the local paths on Spark Connect."""
     jvm = getattr(spark, "_jvm", None)
-    if jvm is None:  # Spark Connect: no JVM here; local paths are what this client can see
-        reads = [str(p) for p in matches(location) or []]
-        targets = {o: str(p) for o in outputs if (p := local_path(o)) is not None}
-    else:
-        conf = spark._jsc.hadoopConfiguration()
-        path = jvm.org.apache.hadoop.fs.Path(location)
-        found = path.getFileSystem(conf).globStatus(path)  # None: nothing there
-        reads = [str(s.getPath()) for s in found or []]
-        targets = {}
-        for output in outputs:
-            out = jvm.org.apache.hadoop.fs.Path(output)
-            targets[output] = str(out.getFileSystem(conf).makeQualified(out))
-    for output, target in targets.items():
-        held = target.rstrip("/") + "/"
-        if any(r == target or r.startswith(held) for r in reads):
-            raise UsageError(f"output {output!r} is (or holds) the input and output.mode is "
-                             "overwrite, which would delete the data before it is scored; "
-                             "write the scores elsewhere")  # fmt: skip
+    for what, location in reads.items():
+        if jvm is None:  # Spark Connect: no JVM here; local paths are what this client sees
+            found = [str(p) for p in matches(location) or []]
+            targets = {o: str(p) for o in outputs if (p := local_path(o)) is not None}
+        else:
+            found, targets = _qualified(spark, jvm, location, outputs)
+        for output, target in targets.items():
+            held = target.rstrip("/") + "/"
+            if any(r == target or r.startswith(held) for r in found):
+                raise UsageError(f"output {output!r} is (or holds) {what} and output.mode is "
+                                 f"overwrite, which would delete {what} before the run reads "
+                                 "it; write the scores elsewhere")  # fmt: skip
+
+
+def _qualified(spark: Any, jvm: Any, location: str,
+               outputs: Sequence[str]) -> tuple[list[str], dict[str, str]]:  # fmt: skip
+    """(what ``location`` matches, each output), as Hadoop's qualified paths; nothing for a
+    location on a filesystem this session has no client for (a bundle on s3a:// read by
+    pyarrow: then Spark cannot write there either)."""
+    conf = spark._jsc.hadoopConfiguration()
+    path = jvm.org.apache.hadoop.fs.Path(location)
+    try:
+        fs = path.getFileSystem(conf)
+    except Exception:  # py4j's error for Hadoop's UnsupportedFileSystemException
+        return [], {}
+    found = [str(s.getPath()) for s in fs.globStatus(path) or []]  # None: nothing there
+    targets = {}
+    for output in outputs:
+        out = jvm.org.apache.hadoop.fs.Path(output)
+        targets[output] = str(out.getFileSystem(conf).makeQualified(out))
+    return found, targets
 
 
 def _alternatives(pattern: str) -> list[str]:

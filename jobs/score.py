@@ -160,7 +160,8 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
     df = spark.read.parquet(job.input)
     if out.mode == "overwrite":  # Spark's writer would delete the input before reading it
         kept = settings.validation.on_invalid == "quarantine"
-        check_not_input(spark, job.input, [job.output, *[quarantine_path(job.output)] * kept])
+        check_not_input(spark, {"the input": job.input, "the bundle": model.bundle.location},
+                        [job.output, *[quarantine_path(job.output)] * kept])  # fmt: skip
     metrics = ScoreMetrics()
     sink, wrote_by = arrow_sink(spark, settings)  # arrow asked for where it cannot: exit 2
     scored = score(df, model, settings, metrics, sink)  # checks the schema: before any task runs

@@ -249,3 +249,21 @@ def test_overwriting_the_input_is_refused_before_any_task(
     assert code == 2 and "is (or holds) the input and output.mode is overwrite" in err, err
     assert len(err.strip().splitlines()) == 1, err
     assert sorted(p.relative_to(days) for p in days.rglob("*")) == before
+
+
+@pytest.mark.parametrize("writer", ["auto", "spark"])
+def test_overwriting_the_bundle_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path,
+    penguins_parquet: Path, writer: str,
+) -> None:  # fmt: skip
+    """An output that holds the bundle (``--bundle out/model --output out``): both writers'
+    overwrite would delete the user's bundle."""
+    import shutil
+
+    bundle = tmp_path / "out" / "model"
+    shutil.copytree(penguins_bundle, bundle)
+    before = sorted(p.name for p in bundle.iterdir())
+    code, err = _job(capsys, bundle, penguins_parquet, tmp_path / "out", "output.mode=overwrite",
+                     f"output.writer={writer}")  # fmt: skip
+    assert code == 2 and "is (or holds) the bundle and output.mode is overwrite" in err, err
+    assert sorted(p.name for p in bundle.iterdir()) == before
