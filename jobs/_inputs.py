@@ -86,8 +86,8 @@ def check_not_input(spark: Any, reads: dict[str, str], outputs: Sequence[str]) -
             held = target.rstrip("/") + "/"
             if any(r == target or r.startswith(held) for r in found):
                 raise UsageError(f"output {output!r} is (or holds) {what} and output.mode is "
-                                 f"overwrite, which would delete {what} before the run reads "
-                                 "it; write the scores elsewhere")  # fmt: skip
+                                 f"overwrite, which would delete {what}; write the scores "
+                                 "elsewhere")  # fmt: skip
 
 
 def _qualified(spark: Any, jvm: Any, location: str,
