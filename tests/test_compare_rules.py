@@ -156,3 +156,11 @@ def test_jvm_recommendation_mentions_onnx_on_the_jvm() -> None:
 def test_unknown_format_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="unknown format"):
         compare("nowhere", pd.DataFrame({"a": [1]}), CompareOptions(formats=("pmmml",)))
+
+
+def test_a_regressor_s_reasons_name_no_labels() -> None:
+    """A regressor has no labels: its parity line gave "labels 0.00% equal" before."""
+    engines = [replace(e, label_agreement=None, max_abs=7.8e-05) for e in _engines()]
+    rec = recommend(engines, [], SECURITY, "any", "batch")
+    assert rec.fmt == "onnx" and "parity pass: max |diff| 7.8e-05" in rec.reasons
+    assert not any("labels" in reason for reason in rec.reasons)

@@ -134,8 +134,9 @@ def _reasons(
         nxt = rest[0]
         ratio = (top.value or 0) / (nxt.value or 1)
         out.append(f"next: {nxt.result.key} at {nxt.shown} ({ratio:.2g}x)")
+    labels = "" if r.label_agreement is None else f"labels {r.label_agreement:.2%} equal, "
     parity = "it is the original" if r.parity == "original" else (
-        f"parity pass: labels {r.label_agreement or 0:.2%} equal, max |diff| {r.max_abs or 0:.2g}"
+        f"parity pass: {labels}max |diff| {r.max_abs or 0:.2g}"  # a regressor has no labels
     )
     out.append(parity)
     out.append(f"cold load {r.load_seconds or 0:.2f} s; {r.gzip_bytes or 0:,} bytes gzipped")
