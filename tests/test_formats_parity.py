@@ -175,3 +175,33 @@ def test_one_hot_meets_unseen_category(tmp_path: Path, penguins: Any) -> None:
     unseen = x_test.copy()
     unseen.iloc[:5, unseen.columns.get_loc("island")] = "Atlantis"
     check_every_format(tmp_path, FAMILIES["linear"](), x_train, y_train, unseen)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_hist_gradient_boosting_keeps_its_float64_splits(tmp_path: Path, binary: bool) -> None:
+    """HistGradientBoosting splits in float64 at thresholds such as 42.3, and the generated
+    penguins hold values such as 42.300000000000004: in float32 those take the other branch.
+    The export writes the exact float64 form (a double TreeEnsembleRegressor with the fitted
+    thresholds), which agrees with the original on every generated row; the float32 form
+    does not (the job's parity gate refused it)."""
+    from jobs.datagen import generate
+    from jobs.export import default_pipeline, split
+
+    x, _, y, _ = split()
+    if binary:
+        y = y.where(y == "Adelie", "other")
+    model = default_pipeline("hgb").fit(x, y)
+    bundle = formats.save(model, tmp_path / "b", sample=x, formats=("pickle", "onnx"))
+    details = bundle.manifest.formats["onnx"].details
+    assert details["precision"] == "float64" and "compares in float64" in details["why"]
+    generate(5000, tmp_path / "data", seed=42)
+    data = pd.read_parquet(tmp_path / "data")
+    want = formats.load(bundle, "pickle").predict(data)  # the original's predict, predict_proba
+    proba = [c for c in want.columns if c.startswith("proba_")]
+    got = formats.load(bundle, "onnx").predict(data)
+    assert (got["label"].to_numpy() == want["label"].to_numpy()).all()
+    np.testing.assert_allclose(got[proba], want[proba], atol=1e-5, rtol=0)
+    narrow = formats.save(model, tmp_path / "f32", sample=x, formats=("onnx",),
+                          onnx_precision="float32")  # fmt: skip
+    flipped = np.abs(formats.load(narrow, "onnx").predict(data)[proba] - want[proba]).max().max()
+    assert flipped > 0.01  # what the float64 form is for

@@ -63,7 +63,8 @@ def _feeds(model: onnx.ModelProto, codes: StringCodes, x: pd.DataFrame) -> tuple
             strings[i.name] = np.array([v or "" for v in values], dtype=object).reshape(-1, 1)
             coded[i.name] = codes.codes(i.name, values).reshape(-1, 1)
         else:
-            dtype = np.int64 if i.type.tensor_type.elem_type == TensorProto.INT64 else np.float32
+            dtype = {TensorProto.INT64: np.int64, TensorProto.DOUBLE: np.float64}.get(
+                i.type.tensor_type.elem_type, np.float32)  # hgb's exact form takes doubles
             strings[i.name] = coded[i.name] = col.to_numpy(dtype=dtype).reshape(-1, 1)
     return strings, coded
 
