@@ -177,6 +177,30 @@ def test_an_empty_input_is_an_error_unless_allowed(
     assert summary["rows_in"] == summary["rows_scored"] == 0 and summary["parity"] is None
 
 
+def test_a_hist_gradient_boosting_bundle_scores_the_generated_data(
+    spark: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``make export MODEL=hgb`` then the job on ``make data``'s rows: the float32 model the
+    export wrote before flipped splits on values such as 42.300000000000004, and the parity
+    gate refused to score. Every row now agrees with the pickle."""
+    from jobs.datagen import generate
+    from jobs.export import main as export_main
+
+    bundle, data, out = tmp_path / "hgb", tmp_path / "data", tmp_path / "scores"
+    assert export_main(["--output", str(bundle), "--model", "hgb"]) == 0
+    generate(6000, data, seed=42)
+    code, _, err = run(capsys, "--bundle", bundle, "--input", data, "--output", out)
+    assert code == 0, err
+    scored = pd.read_parquet(out).set_index("row_id")
+    frame = pd.read_parquet(data)
+    want = formats.load(bundle, "pickle").predict(frame)
+    got = scored.loc[frame["row_id"]]
+    assert len(scored) == len(frame)
+    assert (got["label"].to_numpy() == want["label"].to_numpy()).all()
+    for cls in CLASSES:
+        np.testing.assert_allclose(got[f"proba_{cls}"], want[f"proba_{cls}"], atol=1e-5, rtol=0)
+
+
 def test_decimal_feature_columns_are_numbers(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path,
     penguins_parquet: Path,
