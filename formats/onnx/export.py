@@ -195,11 +195,11 @@ def _agreement(
 
 
 def _splits_in_float64(model: Any) -> bool:
-    """HistGradientBoosting's classifier bins and splits in float64 (thresholds such as
+    """HistGradientBoosting bins and splits in float64 (thresholds such as
     42.3 that data values sit next to: 42.300000000000004 flipped in float32 on 1.1% of the
     generated penguins), and it has an exact float64 form (convert/_double_trees.py)."""
     final = model.steps[-1][1] if hasattr(model, "steps") else model
-    return type(final).__name__ == "HistGradientBoostingClassifier"
+    return type(final).__name__ in ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
 
 
 def _probabilities_agree(result: Any, model: Any, sample: pd.DataFrame,

@@ -1,5 +1,6 @@
-"""A float64 tree classifier that ONNX Runtime runs: HistGradientBoosting's trees as a
-``TreeEnsembleRegressor`` with its exact thresholds, then the classifier's own last steps.
+"""Float64 tree models that ONNX Runtime runs: HistGradientBoosting's trees as a
+``TreeEnsembleRegressor`` with their exact thresholds (then, for a classifier, its own last
+steps).
 
 HistGradientBoosting compares float64 values with float64 thresholds, and its thresholds can
 sit within a float32 rounding of a data value (a percentile between 42.29999 and 42.3): in
@@ -16,6 +17,8 @@ thresholds (``nodes_values_as_tensor``), so the classifier node is replaced by:
     -> ArgMax -> Gather(classes): ``label``, predict's argmax (first index on ties)
 
 and the numeric imputers, which have no double kernel, become ``Where(IsNaN(x), values, x)``.
+A regressor's ``TreeEnsembleRegressor``, whose double output ONNX Runtime refuses too, gets
+the exact thresholds and a float output cast to double.
 
 The exact thresholds come from the fitted trees (``_predictors``, in skl2onnx's order: tree
 ``iteration * trees_per_iteration + k``, node = its index); the rewrite is refused (None)
@@ -30,18 +33,21 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["exact_classifier"]
+__all__ = ["exact_trees"]
 
 _COPIED = ("nodes_featureids", "nodes_modes", "nodes_nodeids", "nodes_treeids",
            "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true",
            "nodes_hitrates")  # fmt: skip
 
 
-def exact_classifier(proto: onnx.ModelProto, estimator: Any) -> onnx.ModelProto | None:
-    """``proto`` (skl2onnx's float64 conversion of ``estimator``) with its tree classifier
-    rewritten as above; None where this does not apply (another model, a form not known)."""
+def exact_trees(proto: onnx.ModelProto, estimator: Any) -> onnx.ModelProto | None:
+    """``proto`` (skl2onnx's float64 conversion of ``estimator``) with its trees rewritten as
+    above; None where this does not apply (another model, a form not known)."""
     final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
-    if type(final).__name__ != "HistGradientBoostingClassifier":
+    kind = type(final).__name__
+    if kind == "HistGradientBoostingRegressor":
+        return _exact_regressor(proto, final)
+    if kind != "HistGradientBoostingClassifier":
         return None
     found = [n for n in proto.graph.node if n.op_type == "TreeEnsembleClassifier"]
     if len(found) != 1:
@@ -91,9 +97,39 @@ def exact_classifier(proto: onnx.ModelProto, estimator: Any) -> onnx.ModelProto 
         helper.make_node("ArgMax", [probabilities], [f"{name}_index"], axis=1, keepdims=0),
         helper.make_node("Gather", [table.name, f"{name}_index"], [label], axis=0),
     ]
+    return _replace(proto, node, nodes)
+
+
+def _exact_regressor(proto: onnx.ModelProto, final: Any) -> onnx.ModelProto | None:
+    """The regressor's trees with the fitted thresholds; their float sum cast to the double
+    output skl2onnx declared (ONNX Runtime's tree regressor returns float)."""
+    found = [n for n in proto.graph.node if n.op_type == "TreeEnsembleRegressor"]
+    if len(found) != 1:
+        return None
+    node = found[0]
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    thresholds = _thresholds(final, attrs)
+    if thresholds is None:
+        return None
+    name = node.name or "trees"
+    kept = {k: v for k, v in attrs.items() if k != "nodes_values"}
+    regressor = helper.make_node(
+        "TreeEnsembleRegressor", list(node.input), [f"{name}_sum"], domain="ai.onnx.ml",
+        name=f"{name}_exact", **kept,
+        nodes_values_as_tensor=numpy_helper.from_array(thresholds, f"{name}_thresholds"),
+    )  # fmt: skip
+    out = node.output[0]
+    cast = helper.make_node("Cast", [f"{name}_sum"], [out], to=_elem_type(proto, out))
+    return _replace(proto, node, [regressor, cast])
+
+
+def _replace(proto: onnx.ModelProto, node: onnx.NodeProto,
+             nodes: list[onnx.NodeProto]) -> onnx.ModelProto:  # fmt: skip
+    """``node`` replaced by ``nodes``, the numeric imputers by ``Where``, and ai.onnx.ml at
+    opset 3 (``nodes_values_as_tensor``'s; 3 changed only the tree ensembles)."""
     _imputers_as_where(proto)
-    for opset in proto.opset_import:  # nodes_values_as_tensor is ai.onnx.ml 3's; 3 changed
-        if opset.domain == "ai.onnx.ml" and opset.version < 3:  # only the tree ensembles
+    for opset in proto.opset_import:
+        if opset.domain == "ai.onnx.ml" and opset.version < 3:
             opset.version = 3
     at = list(proto.graph.node).index(node)
     proto.graph.node.remove(node)

@@ -23,7 +23,7 @@ import onnx
 from formats._lazy import CORE, extra_for_module, missing_package, require
 from formats._text import one_line
 from formats.errors import ConversionError, InputError, ModelLoadError
-from formats.onnx.convert._double_trees import exact_classifier
+from formats.onnx.convert._double_trees import exact_trees
 from formats.onnx.convert._graph import (
     finish_graph,
     non_tensor_outputs,
@@ -109,8 +109,8 @@ class SklearnConverter(Converter):
         layout, feed, notes = _layout(estimator, options, None)
         proto = skl2onnx_convert(estimator, layout, feed, options.opset or DEFAULT_OPSET)
         if options.keep_float64 and "float64" in layout.onnx_dtypes:
-            # a double tree classifier ONNX Runtime runs, with the exact thresholds
-            proto = exact_classifier(proto, estimator) or proto
+            # double trees ONNX Runtime runs, with the exact thresholds
+            proto = exact_trees(proto, estimator) or proto
         roles = _roles(estimator, proto)
         current = [o.name for o in proto.graph.output]
         names = _output_names(roles, current, options.output_names)
