@@ -58,17 +58,27 @@ def matches(location: str) -> list[Path] | None:
 
 
 def data_files(roots: list[Path]) -> list[Path]:
-    """The data files Spark would read under ``roots`` (:func:`matches`), sorted."""
+    """The data files Spark would read under ``roots`` (:func:`matches`), sorted: a pattern's
+    own matches are filtered as what is under them (``data/*`` holds ``data/_SUCCESS``)."""
     files: set[Path] = set()
     for root in roots:
+        if _hidden(root.name):
+            continue
         if root.is_file():
             files.add(root)
         elif root.is_dir():
             files.update(
                 p for p in root.rglob("*")
-                if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)
+                if p.is_file() and not any(_hidden(part) for part in p.relative_to(root).parts)
             )  # fmt: skip
     return sorted(files)
+
+
+def _hidden(name: str) -> bool:
+    """Spark's file index skips it (``shouldFilterOutPathName``): ``.crc`` and other dot
+    files, ``_SUCCESS``, ``_temporary``; not a partition directory such as ``_x=1``."""
+    return name.startswith(".") or (name.startswith("_") and "=" not in name) or name.endswith(
+        "._COPYING_")
 
 
 def check_not_input(spark: Any, reads: dict[str, str], outputs: Sequence[str]) -> None:

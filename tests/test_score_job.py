@@ -119,6 +119,7 @@ def test_job_scores_writes_and_summarises(
         ("dt=2026-{11-30,12-02}", [0, 2]),  # Hadoop's alternatives
         ("dt=2026-12-0[^1]", [2]),  # Hadoop's negated class (Python's is [!...])
         ("dt=2026-1*", [0, 1, 2]),
+        ("*", [0, 1, 2]),  # matches _SUCCESS too, which Spark skips
     ],
 )
 def test_a_glob_pattern_input_scores_what_it_matches(
@@ -130,6 +131,7 @@ def test_a_glob_pattern_input_scores_what_it_matches(
     for part, day in zip(parts, ["dt=2026-11-30", "dt=2026-12-01", "dt=2026-12-02"], strict=True):
         (tmp_path / "days" / day).mkdir(parents=True)
         shutil.copy(part, tmp_path / "days" / day / part.name)
+    (tmp_path / "days" / "_SUCCESS").touch()
     out = tmp_path / "scores"
     code, _, err = run(capsys, "--bundle", penguins_bundle, "--input",
                        f"{tmp_path / 'days'}/{pattern}", "--output", out)  # fmt: skip
