@@ -45,8 +45,9 @@ def is_glob(location: str) -> bool:
 
 
 def matches(location: str) -> list[Path] | None:
-    """The local paths ``location`` names (one, or a pattern's matches, sorted; none when
-    nothing is there); None for a cluster filesystem's location, which Spark checks itself."""
+    """The local paths ``location`` names (one, or a pattern's matches, sorted, without those
+    Spark's file index skips; none when nothing is there); None for a cluster filesystem's
+    location, which Spark checks itself."""
     path = local_path(location)
     if path is None:
         return None
@@ -54,16 +55,13 @@ def matches(location: str) -> list[Path] | None:
         path = Path(re.sub(r"\\(.)", r"\1", str(path)))
         return [path] if path.exists() else []
     found = {Path(p) for pattern in _alternatives(str(path)) for p in glob.glob(_python(pattern))}
-    return sorted(found)
+    return sorted(p for p in found if not _hidden(p.name))  # Spark skips them: data/*'s _SUCCESS
 
 
 def data_files(roots: list[Path]) -> list[Path]:
-    """The data files Spark would read under ``roots`` (:func:`matches`), sorted: a pattern's
-    own matches are filtered as what is under them (``data/*`` holds ``data/_SUCCESS``)."""
+    """The data files Spark would read under ``roots`` (:func:`matches`), sorted."""
     files: set[Path] = set()
     for root in roots:
-        if _hidden(root.name):
-            continue
         if root.is_file():
             files.add(root)
         elif root.is_dir():

@@ -48,3 +48,6 @@ def test_data_files_skip_what_spark_skips(tmp_path: Path) -> None:
                                                                     "part-0.parquet"]  # fmt: skip
     # a pattern's own matches too: Spark reads data/* without its _SUCCESS
     assert data_files(matches(f"{tmp_path}/in/*") or []) == found
+    # but a directory named as the input is read, whatever its name
+    _tree(tmp_path, "_staging/part-0.parquet")
+    assert data_files(matches(f"{tmp_path}/_staging") or []) == [tmp_path / "_staging/part-0.parquet"]
