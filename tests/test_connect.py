@@ -9,6 +9,7 @@ functions into Connect ones for every test after it.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -108,6 +109,16 @@ def test_score_job_on_spark_connect(
     assert done.returncode == 0, done.stderr[-3000:]
     assert_matches_pickle(both, penguins_parquet, penguins_bundle, 6000)
     assert summary_of(both)["writer"].startswith("pyarrow in the Python workers")
+    # no JVM in this client: an overwrite of what a pattern reads is refused on local paths
+    days = tmp_path / "days"
+    shutil.copytree(penguins_parquet, days / "dt=2026-12-01")
+    done = _python(
+        "-m", "jobs.score", "--conf", str(ROOT / "conf" / "local.toml"),
+        "--bundle", str(penguins_bundle), "--input", f"{days}/dt=*", "--output", str(days),
+        "--set", f"spark.remote={connect_url}", "--set", "output.mode=overwrite", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2 and "is (or holds) the input" in done.stderr, done.stderr[-3000:]
+    assert len(list((days / "dt=2026-12-01").glob("*.parquet"))) == 3
 
 
 def test_public_udf_and_shipped_bytes_on_spark_connect(
