@@ -215,3 +215,26 @@ def test_hist_gradient_boosting_keeps_its_float64_splits(tmp_path: Path, kind: s
                           onnx_precision="float32")  # fmt: skip
     flipped = np.abs(formats.load(narrow, "onnx").predict(data)[numbers] - want[numbers])
     assert (flipped / np.maximum(np.abs(want[numbers]), 1)).max().max() > 1e-3  # what it is for
+
+
+def test_hist_gradient_boosting_with_categorical_splits_is_not_saved_as_onnx(
+    tmp_path: Path,
+) -> None:
+    """skl2onnx writes categorical splits as numeric thresholds: that ONNX model failed parity
+    with the original (checked before the refusal). It is not saved, with the step and why;
+    the other formats are."""
+    from sklearn.preprocessing import OrdinalEncoder
+
+    x, _, y, _ = split()
+    numeric = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
+    codes = make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"), OrdinalEncoder())
+    pre = ColumnTransformer([("cat", codes, list(CATEGORICAL)), ("num", "passthrough", numeric)])
+    model = make_pipeline(pre, HistGradientBoostingClassifier(categorical_features=[0, 1],
+                                                              max_iter=20, random_state=0))  # fmt: skip
+    model.fit(x, y)
+    bundle = formats.save(model, tmp_path / "b", sample=x, formats=("pickle", "skops", "onnx"))
+    onnx_entry = bundle.manifest.formats["onnx"]
+    assert onnx_entry.status == "failed" and onnx_entry.step == "histgradientboostingclassifier"
+    assert onnx_entry.reason and "categorical splits" in onnx_entry.reason
+    report = formats.parity(bundle, x)
+    assert report.passed and {r.engine: r.status for r in report.results}["onnxruntime"] == "not saved"
