@@ -23,6 +23,7 @@ from formats.errors import InputError
 
 __all__ = [
     "ColumnSpec",
+    "as_fitted",
     "canonical_columns",
     "canonical_frame",
     "conform",
@@ -80,9 +81,13 @@ def input_specs(sample: pd.DataFrame) -> list[ColumnSpec]:
         if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
             dtype = "float64" if pd.api.types.is_float_dtype(series.dtype) else "int64"
             specs.append(ColumnSpec(name, "numeric", dtype, nullable))
-        elif isinstance(series.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(
-            series.dtype
-        ):
+        elif isinstance(series.dtype, pd.CategoricalDtype):
+            # "category": a model that reads pandas' categories (LightGBM, XGBoost's
+            # enable_categorical) gets them back, in this order (scorers: as_fitted)
+            values = [str(v) for v in series.cat.categories]
+            categories = values if len(values) <= MAX_CATEGORIES else None
+            specs.append(ColumnSpec(name, "string", "category", nullable, categories))
+        elif pd.api.types.is_string_dtype(series.dtype):
             values = sorted({str(v) for v in series.dropna().unique()})
             categories = values if len(values) <= MAX_CATEGORIES else None
             specs.append(ColumnSpec(name, "string", "string", nullable, categories))
@@ -147,6 +152,20 @@ def _cast(series: pd.Series, spec: ColumnSpec) -> pd.Series:
         f"column {spec.name!r} is {dtype} but the model takes strings (categories); cast it to "
         "string first"
     )
+
+
+def as_fitted(frame: pd.DataFrame, specs: Sequence[ColumnSpec]) -> pd.DataFrame:
+    """A conformed frame with pandas' ``category`` dtype back on the columns that had it in
+    training: LightGBM refuses strings where it was fitted on categories. The training
+    categories first, in their order (the codes a model may have learnt), then any new value
+    (what a user's own category column would hold; LightGBM itself makes it missing)."""
+    for spec in specs:
+        if spec.dtype == "category":
+            column = frame[spec.name]
+            known = list(spec.categories or [])
+            new = sorted(set(column.dropna()) - set(known))
+            frame[spec.name] = pd.Categorical(column, categories=known + new)
+    return frame
 
 
 def proba_column(cls: Any) -> str:

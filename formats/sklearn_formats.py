@@ -19,7 +19,7 @@ import pandas as pd
 
 from formats._text import one_line
 from formats.errors import FormatUnsupportedError, ModelLoadError
-from formats.schema import ColumnSpec, canonical_frame, conform
+from formats.schema import ColumnSpec, as_fitted, canonical_frame, conform
 
 __all__ = [
     "SklearnScorer",
@@ -109,8 +109,7 @@ class SklearnScorer:
         self.has_proba = has_proba
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        x = conform(frame, self.inputs)
-        x = _sklearn_missing(x, self.inputs)
+        x = as_fitted(_sklearn_missing(conform(frame, self.inputs), self.inputs), self.inputs)
         if self.task == "classification":
             proba = self.model.predict_proba(x) if self.has_proba else None
             label = self.model.predict(x)

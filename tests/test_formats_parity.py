@@ -238,3 +238,29 @@ def test_hist_gradient_boosting_with_categorical_splits_is_not_saved_as_onnx(
     assert onnx_entry.reason and "categorical splits" in onnx_entry.reason
     report = formats.parity(bundle, x)
     assert report.passed and {r.engine: r.status for r in report.results}["onnxruntime"] == "not saved"
+
+
+def test_lightgbm_on_pandas_categories_keeps_them(tmp_path: Path) -> None:
+    """A bare LGBMClassifier fitted on pandas ``category`` columns: the scorers gave it strings,
+    which LightGBM refuses ("categorical_feature do not match": a traceback out of parity);
+    they now give the categories back. onnxmltools takes numbers only: ONNX is not saved,
+    and says which columns, rather than the save failing as a whole."""
+    from lightgbm import LGBMClassifier
+
+    x, x_test, y, _ = split()
+    x, x_test = x.copy(), x_test.copy()
+    for c in CATEGORICAL:
+        x[c] = x[c].astype("category")
+        x_test[c] = pd.Categorical(x_test[c], categories=x[c].cat.categories)
+    model = LGBMClassifier(n_estimators=20, min_child_samples=5, verbose=-1, random_state=0)
+    model.fit(x, y)
+    bundle = formats.save(model, tmp_path / "b", sample=x, formats=("pickle", "skops", "onnx"))
+    assert [s.dtype for s in bundle.manifest.inputs if s.name in CATEGORICAL] == ["category"] * 2
+    onnx_entry = bundle.manifest.formats["onnx"]
+    assert onnx_entry.status == "failed" and "['island', 'sex']" in (onnx_entry.reason or "")
+    # strings in, as the job and parity give them: the original's own answer on its categories
+    strings = x_test.astype({c: object for c in CATEGORICAL})
+    got = formats.load(bundle, "skops").predict(strings)
+    assert (got["label"].to_numpy() == model.predict(x_test)).all()
+    np.testing.assert_allclose(got.filter(like="proba_"), model.predict_proba(x_test), atol=1e-12)
+    assert formats.parity(bundle, strings).passed

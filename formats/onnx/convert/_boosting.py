@@ -16,7 +16,7 @@ import onnx
 
 from formats._lazy import require
 from formats._text import clip
-from formats.errors import InputError, ModelLoadError
+from formats.errors import ConversionError, InputError, ModelLoadError
 from formats.onnx.convert._graph import finish_graph, rename_value
 from formats.onnx.convert._tabular import (
     InputLayout,
@@ -101,6 +101,17 @@ class TreeConverter(Converter):
         self, obj: Any, options: ConvertOptions, names: list[str] | None
     ) -> tuple[InputLayout, Feed, list[str]]:
         self.check(obj)
+        import pandas as pd
+
+        kinds = getattr(options.sample, "dtypes", None)
+        other = [str(c) for c, t in (kinds.items() if kinds is not None else [])
+                 if not (pd.api.types.is_numeric_dtype(t) or pd.api.types.is_bool_dtype(t))]  # fmt: skip
+        if other:  # the converters take one numeric tensor: a category column has no place
+            raise ConversionError(
+                f"onnxmltools takes numbers only, and this {self.name} model reads the "
+                f"category or string column(s) {other}; encode them as numbers (an encoder "
+                "in a pipeline in front of the model exports)"
+            )
         layout, feed, notes = layout_from_sample(
             options.sample,
             False,
