@@ -36,7 +36,7 @@ import pandas as pd
 
 from formats.bundle import Bundle
 from formats.errors import ModelLoadError, UsageError
-from formats.schema import ColumnSpec, canonical_frame, conform, output_columns
+from formats.schema import ColumnSpec, as_fitted, canonical_frame, conform, output_columns
 from jobs._settings import Settings
 
 __all__ = ["ENGINES", "Engine", "Target", "original", "pmml_outputs"]
@@ -102,7 +102,7 @@ def _sklearn_rows(target: Target, frame: pd.DataFrame) -> pd.DataFrame:
     for spec in target.inputs:
         if spec.kind == "string" and x[spec.name].isna().any():
             x[spec.name] = x[spec.name].astype(object).where(x[spec.name].notna(), np.nan)
-    return x
+    return as_fitted(x, list(target.inputs))  # pandas' categories where it was fitted on them
 
 
 def _cached(key: str, make: Callable[[], Any]) -> Any:
