@@ -212,9 +212,9 @@ def _refuse_categorical_splits(model: Any) -> None:
 
 
 def _splits_in_float64(model: Any) -> bool:
-    """HistGradientBoosting bins and splits in float64 (thresholds such as
-    42.3 that data values sit next to: 42.300000000000004 flipped in float32 on 1.1% of the
-    generated penguins), and it has an exact float64 form (convert/_double_trees.py)."""
+    """HistGradientBoosting bins and splits in float64 (thresholds such as 42.3 that data
+    values sit next to: 42.300000000000004 flipped in float32 on 1.1% of the generated
+    penguins), and it has an exact float64 form (convert/_double_trees.py)."""
     final = model.steps[-1][1] if hasattr(model, "steps") else model
     return type(final).__name__ in ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
 
@@ -257,8 +257,8 @@ def _failing_step(model: Any, exc: BaseException) -> str | None:
     cause: BaseException | None = exc.__cause__ or exc
     tb = cause.__traceback__ if cause is not None else None
     while tb is not None:  # the innermost converter's operator is the one that failed
-        operator = tb.tb_frame.f_locals.get("operator")
-        raw = getattr(operator, "raw_operator", None) or raw
+        operator = getattr(tb.tb_frame.f_locals.get("operator"), "raw_operator", None)
+        raw = raw if operator is None else operator  # not `or`: a Pipeline has a len()
         tb = tb.tb_next
     if raw is not None:
         same = [path for path, obj in steps if obj is raw]
