@@ -24,6 +24,7 @@ from formats.bundle import Bundle, sha256_file
 from formats.errors import FormatUnsupportedError, InputError, UsageError
 from formats.manifest import FORMATS, FormatEntry, Manifest, Tolerance
 from formats.schema import ColumnSpec, input_specs
+from formats.sklearn_formats import final_estimator
 from formats.unknowns import with_unknown_tolerance
 
 __all__ = ["save"]
@@ -231,9 +232,8 @@ def _plain(value: Any) -> Any:
 
 
 def _model_type(model: Any) -> str:
-    steps = getattr(model, "steps", None)
-    final = steps[-1][1] if steps else model
-    return f"{type(model).__name__}({type(final).__name__})" if steps else type(model).__name__
+    final = final_estimator(model)
+    return type(model).__name__ if final is model else f"{type(model).__name__}({type(final).__name__})"
 
 
 def _versions(entries: dict[str, FormatEntry]) -> dict[str, str]:

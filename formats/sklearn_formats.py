@@ -22,12 +22,19 @@ from formats.errors import FormatUnsupportedError, ModelLoadError
 from formats.schema import ColumnSpec, as_fitted, canonical_frame, conform
 
 __all__ = [
+    "final_estimator",
     "SklearnScorer",
     "load_pickle",
     "load_skops",
     "write_pickle",
     "write_skops",
 ]
+
+
+def final_estimator(model: Any) -> Any:
+    """A pipeline's last step (the estimator that predicts), or the model itself."""
+    steps = getattr(model, "steps", None)
+    return steps[-1][1] if steps else model
 
 
 def write_pickle(model: Any, path: Path) -> dict[str, Any]:

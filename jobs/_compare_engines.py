@@ -37,6 +37,7 @@ import pandas as pd
 from formats.bundle import Bundle
 from formats.errors import ModelLoadError, UsageError
 from formats.schema import ColumnSpec, as_fitted, canonical_frame, conform, output_columns
+from formats.sklearn_formats import final_estimator
 from jobs._settings import Settings
 
 __all__ = ["ENGINES", "Engine", "Target", "original", "pmml_outputs"]
@@ -152,7 +153,7 @@ def label_is_proba_argmax(model: Any) -> bool:
     the default pipeline's unscaled features: seen here)."""
     from sklearn.svm._base import BaseSVC
 
-    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    final = final_estimator(model)
     return not isinstance(final, BaseSVC)
 
 

@@ -33,6 +33,7 @@ import pandas as pd
 
 from formats.errors import ConversionError, FormatUnsupportedError
 from formats.schema import ColumnSpec, conform
+from formats.sklearn_formats import final_estimator
 
 __all__ = ["OnnxExport", "export_onnx", "onnx_feed_frame"]
 
@@ -184,12 +185,13 @@ def _agreement(
     enough) of the converted model against the original on the sample."""
     from formats.onnx.scorer import OnnxScorer
 
-    scorer = OnnxScorer(result.model.SerializeToString(), task, None, specs)
-    x = conform(sample, specs)
-    ref = np.asarray(model.predict(x.replace({None: np.nan})))
+    classes = list(model.classes_) if hasattr(model, "classes_") else None
+    scorer = OnnxScorer(result.model.SerializeToString(), task, classes, specs)
+    x = conform(sample, specs).replace({None: np.nan})
+    ref = np.asarray(model.predict(x))
     if task == "classification":
         agreement = float(np.mean(scorer.raw_labels(sample).astype(str) == ref.astype(str)))
-        return agreement, agreement == 1.0 and _probabilities_agree(result, model, sample, specs)
+        return agreement, agreement == 1.0 and _probabilities_agree(scorer, model, sample, x)
     got = scorer.predict(sample)["prediction"].to_numpy()
     rel = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-12)))
     return rel, rel <= REGRESSION_RTOL
@@ -215,24 +217,19 @@ def _splits_in_float64(model: Any) -> bool:
     """HistGradientBoosting bins and splits in float64 (thresholds such as 42.3 that data
     values sit next to: 42.300000000000004 flipped in float32 on 1.1% of the generated
     penguins), and it has an exact float64 form (convert/_double_trees.py)."""
-    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    final = final_estimator(model)
     return type(final).__name__ in ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
 
 
-def _probabilities_agree(result: Any, model: Any, sample: pd.DataFrame,
-                         specs: list[ColumnSpec]) -> bool:  # fmt: skip
-    """Whether the converted classifier's probabilities are the original's within the
-    default tolerance: a flipped split can move them (by 0.78 for HistGradientBoosting on
-    the penguins) while every label on the sample stays the same."""
+def _probabilities_agree(scorer: Any, model: Any, sample: pd.DataFrame, x: pd.DataFrame) -> bool:
+    """Whether the converted classifier's probabilities (``scorer``'s) are the original's on
+    ``x`` (the conformed sample) within the default tolerance: a flipped split can move them
+    (by 0.78 for HistGradientBoosting on the penguins) while every label stays the same."""
     if not hasattr(model, "predict_proba"):
         return True
     from formats.manifest import Tolerance
-    from formats.onnx.scorer import OnnxScorer
 
-    x = conform(sample, specs).replace({None: np.nan})
     want = np.asarray(model.predict_proba(x), np.float64)
-    scorer = OnnxScorer(result.model.SerializeToString(), "classification",
-                        list(model.classes_), specs)  # fmt: skip
     got = scorer.predict(sample).filter(like="proba_").to_numpy(np.float64)
     return got.shape == want.shape and bool(np.all(np.abs(got - want) <= Tolerance().atol))
 

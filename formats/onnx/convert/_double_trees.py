@@ -34,6 +34,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from formats.sklearn_formats import final_estimator
+
 __all__ = ["exact_trees"]
 
 _COPIED = ("nodes_featureids", "nodes_modes", "nodes_nodeids", "nodes_treeids",
@@ -44,7 +46,7 @@ _COPIED = ("nodes_featureids", "nodes_modes", "nodes_nodeids", "nodes_treeids",
 def exact_trees(proto: onnx.ModelProto, estimator: Any) -> onnx.ModelProto | None:
     """``proto`` (skl2onnx's float64 conversion of ``estimator``) with its trees rewritten as
     above; None where this does not apply (another model, a form not known)."""
-    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    final = final_estimator(estimator)
     kind = type(final).__name__
     if kind == "HistGradientBoostingRegressor":
         return _exact_regressor(proto, final)
