@@ -25,7 +25,7 @@ from jobs._tensor import OutputField, TensorInput, probe_outputs, tensor_inputs
 
 if TYPE_CHECKING:
     import pandas as pd
-    from pyspark.sql import Column
+    from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import DataType, StructField, StructType
 
     from formats.onnx.string_codes import StringCodes
@@ -39,7 +39,10 @@ __all__ = [
     "input_alias",
     "literal",
     "load_model",
+    "model_names",
     "output_struct",
+    "case_sensitive",
+    "find_column",
     "passthrough_alias",
     "passthrough_columns",
     "plan_inputs",
@@ -431,16 +434,63 @@ def _plan_tensors(
     return exprs
 
 
-def passthrough_columns(schema: StructType, spec: ModelSpec, out: OutputSettings) -> list[str]:
-    """The input columns the output keeps: the id column when present, and every passthrough."""
+CASE_CONF = "spark.sql.caseSensitive"
+
+
+def case_sensitive(spark: Any) -> bool:
+    """Whether the session tells column names apart by case (Spark's default: it does not)."""
+    return str(spark.conf.get(CASE_CONF, "false")).lower() == "true"
+
+
+def model_names(df: DataFrame, spec: ModelSpec) -> DataFrame:
+    """``df`` with each model column that it holds under another case renamed to the model's
+    spelling, as Spark resolves ``select("island")`` on an ``ISLAND`` column, unless the session
+    is case sensitive (``spark.sql.caseSensitive``). Every later step (the plan, the invalid-row
+    rules, the parity gate's sample) then reads the model's names. An exact match wins; two
+    matches that differ only in case are left alone (Spark itself refuses to read them)."""
+    if not spec.tabular or case_sensitive(df.sparkSession):
+        return df
+    have = df.columns
+    by_lower: dict[str, list[str]] = {}
+    for name in have:
+        by_lower.setdefault(name.lower(), []).append(name)
+    renames = {}
+    for c in spec.columns:
+        found = by_lower.get(c.name.lower(), [])
+        if c.name not in have and len(found) == 1:
+            renames[found[0]] = c.name
+    return df.withColumnsRenamed(renames) if renames else df
+
+
+def find_column(names: Sequence[str], name: str, case_sensitive: bool) -> str | None:
+    """The input's column that ``name`` means: itself, else (unless ``case_sensitive``) the one
+    column equal to it but for case."""
+    if not name or name in names:
+        return name or None
+    if case_sensitive:
+        return None
+    near = [n for n in names if n.lower() == name.lower()]
+    return near[0] if len(near) == 1 else None
+
+
+def passthrough_columns(
+    schema: StructType, spec: ModelSpec, out: OutputSettings, case_sensitive: bool = True
+) -> list[str]:
+    """The input columns the output keeps: the id column when present, and every passthrough.
+    Unless ``case_sensitive``, a name finds the input's column in any case, as Spark's own
+    resolution does, and a kept column whose name equals an output's in another case is a
+    clash (Spark's writer and reader refuse such a pair)."""
     names = schema.fieldNames()
-    missing = [c for c in out.passthrough if c not in names]
+    missing = [c for c in out.passthrough if find_column(names, c, case_sensitive) is None]
     if missing:
         raise InputError(f"output.passthrough names {missing}, not in the input; it has {names}")
-    keep = [out.id_column] if out.id_column and out.id_column in names else []
-    keep += [c for c in out.passthrough if c not in keep]
+    row_id = find_column(names, out.id_column, case_sensitive)
+    keep = [row_id] if row_id is not None else []
+    found = (find_column(names, c, case_sensitive) for c in out.passthrough)
+    keep += [n for n in found if n is not None and n not in keep]
     taken = [f.name for f in spec.outputs] + (list(MODEL_COLUMNS) if out.model_columns else [])
-    clash = [c for c in keep if c in taken]
+    fold = (lambda n: n) if case_sensitive else str.lower
+    clash = [c for c in keep if fold(c) in {fold(t) for t in taken}]
     if clash:
         raise InputError(
             f"pass-through column(s) {clash} would collide with the model's output columns "

@@ -44,8 +44,11 @@ from jobs._model import (
     MODEL_COLUMNS,
     LoadedModel,
     ModelSpec,
+    case_sensitive,
+    find_column,
     input_alias,
     literal,
+    model_names,
     output_struct,
     passthrough_alias,
     passthrough_columns,
@@ -378,11 +381,14 @@ def score(
     from jobs._session import master_of, share_bytes
 
     spark, e = df.sparkSession, settings.execution
+    exact = case_sensitive(spark)
+    df = model_names(df, model.spec)
     spec, onnx_bytes, strings = _string_inputs(df, model, e.string_codes)
     on_invalid = settings.validation.on_invalid
     per_row = on_invalid != "fail"  # string columns for numeric inputs: cast per row
     inputs = plan_inputs(df.schema, spec, settings.tensor, per_row)
-    keep = passthrough_columns(df.schema, spec, settings.output)
+    keep = passthrough_columns(df.schema, spec, settings.output, exact)
+    row_id = find_column(keep, settings.output.id_column, exact)
     if on_invalid == "null" and ERROR_COLUMN in keep:
         raise InputError(
             f"pass-through column {ERROR_COLUMN!r} would collide with the {ERROR_COLUMN!r} "
@@ -399,7 +405,6 @@ def score(
     if on_invalid == "fail":  # an invalid row fails its task, through the first input
         base, extra = df, []
         if found:
-            row_id = settings.output.id_column if settings.output.id_column in keep else None
             first = tabular_value(
                 df.schema[spec.columns[0].name], spec.onnx_dtypes[0], per_row,
                 spec.codes[0] if spec.codes else None,
@@ -445,8 +450,7 @@ def score(
     if not settings.output.model_columns:
         literals = {}
     if sink is not None:
-        unique = settings.output.id_column if settings.output.id_column in keep else ""
-        return _written(selected, task, literals, bool(error), unique, sink, metrics)
+        return _written(selected, task, literals, bool(error), row_id or "", sink, metrics)
     scored = selected.mapInArrow(task, schema)
     if metrics is not None:
         # rows the model scored: in "null" mode the invalid rows pass with null outputs

@@ -152,12 +152,12 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
     from jobs._arrow_batches import skipping_size_check
     from jobs._arrow_writer import arrow_sink, write_scored
     from jobs._inputs import check_not_input
-    from jobs._model import check_partitioning
+    from jobs._model import check_partitioning, model_names
     from jobs._udf import ScoreMetrics, score
     from jobs._validate import quarantine_path, quarantined, valid_rows
 
     job, out = settings.job, settings.output
-    df = spark.read.parquet(job.input)
+    df = model_names(spark.read.parquet(job.input), model.spec)  # ISLAND is island, as in Spark
     if out.mode == "overwrite":  # Spark's writer would delete the input before reading it
         kept = settings.validation.on_invalid == "quarantine"
         check_not_input(spark, {"the input": job.input, "the bundle": model.bundle.location},

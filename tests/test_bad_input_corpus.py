@@ -69,7 +69,8 @@ class Ctx:
 
 # --- the cases: each returns the job's arguments -------------------------------------------
 def _renamed_column(c: Ctx) -> list[Any]:
-    return c.job(c.write(c.data().rename(columns={"sex": "Sex"})))
+    # a typo ("Sex" is the model's "sex", as in Spark: tests/test_score_transform.py)
+    return c.job(c.write(c.data().rename(columns={"sex": "sexe"})))
 
 
 def _number_in_string_column(c: Ctx) -> list[Any]:
@@ -185,7 +186,7 @@ def _reason_column_clash(c: Ctx) -> list[Any]:
 
 
 CASES: dict[str, tuple[Callable[[Ctx], list[Any]], list[str]]] = {
-    "renamed-column": (_renamed_column, ["lacks column(s) ['sex']", "did you mean 'Sex' for 'sex'?"]),
+    "renamed-column": (_renamed_column, ["lacks column(s) ['sex']", "did you mean 'sexe' for 'sex'?"]),
     "number-in-string-column": (_number_in_string_column, ["'island' is tinyint", "takes strings"]),
     "timestamp-in-numeric-column": (_timestamp_in_numeric_column, ["'year' is timestamp", "takes numbers"]),
     "zero-rows": (_zero_rows, ["has no rows; nothing to score"]),

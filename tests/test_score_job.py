@@ -233,6 +233,33 @@ def test_decimal_feature_columns_are_numbers(
     assert_matches_pickle(out, tmp_path / "floats", penguins_bundle, 6000)
 
 
+def test_columns_named_in_another_case_are_scored_as_spark_resolves_them(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path,
+    penguins_parquet: Path,
+) -> None:  # fmt: skip
+    """An upper-case export (a database's) is read as Spark reads it, case-insensitively: the
+    parity gate, the invalid-row rules, the quarantine and the scores all find the columns."""
+    data = pd.read_parquet(penguins_parquet)
+    broken = data["row_id"].isin([3, 500, 4000])
+    upper = data.assign(island=data["island"].where(~broken)).rename(columns=str.upper)
+    (tmp_path / "in").mkdir()
+    upper.to_parquet(tmp_path / "in" / "part-0.parquet")
+    out = tmp_path / "scores"
+    code, _, err = run(capsys, "--bundle", penguins_bundle, "--input", tmp_path / "in",
+                       "--output", out, "--set", "validation.on_invalid=quarantine")  # fmt: skip
+    assert code == 0, err
+    summary = summary_of(out)
+    assert summary["rows_scored"] == 5997 and summary["parity"]["label_agreement"] == 1.0
+    scored = pd.read_parquet(out).rename(columns={"ROW_ID": "row_id"})
+    assert sorted(scored["row_id"]) == sorted(data.loc[~broken, "row_id"])
+    (tmp_path / "valid").mkdir()
+    scored.to_parquet(tmp_path / "scored.parquet")
+    data[~broken].to_parquet(tmp_path / "valid" / "part-0.parquet")
+    assert_matches_pickle(tmp_path / "scored.parquet", tmp_path / "valid", penguins_bundle, 5997)
+    kept = pd.read_parquet(tmp_path / "scores_quarantine")
+    assert sorted(kept["ROW_ID"]) == [3, 500, 4000] and kept["island"].isna().all()
+
+
 def _copy(bundle: Path, tmp_path: Path) -> Path:
     target = tmp_path / "bundle"
     shutil.copytree(bundle, target)

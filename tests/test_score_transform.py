@@ -196,6 +196,29 @@ def test_pass_through_errors(spark: Any, model: LoadedModel) -> None:
         score(_frame(spark, label="x"), model, settings('output.passthrough=["label"]'))
 
 
+def test_names_in_another_case_are_the_model_s_as_in_spark(
+    spark: Any, model: LoadedModel, penguins_bundle: Path
+) -> None:
+    """Spark resolves ``island`` to an ``ISLAND`` column unless spark.sql.caseSensitive is
+    set; so does the job: its model columns, the id column and output.passthrough."""
+    data = penguins(40, seed=6)
+    upper = data.rename(columns=str.upper).assign(NOTE="n")
+    df = spark.createDataFrame(upper)
+    out = score(df, model, settings('output.passthrough=["note"]'))
+    assert out.columns[:2] == ["ROW_ID", "NOTE"]
+    scored = out.toPandas().rename(columns={"ROW_ID": "row_id"})
+    assert len(scored) == 40 and (scored["NOTE"] == "n").all()
+    assert_matches_pickle(scored, expected(penguins_bundle, data))
+    with pytest.raises(InputError, match=r"\['LABEL'\] would collide"):  # one column in Spark
+        score(df.withColumn("LABEL", df["NOTE"]), model, settings('output.passthrough=["LABEL"]'))
+    spark.conf.set("spark.sql.caseSensitive", "true")
+    try:
+        with pytest.raises(InputError, match=r"lacks column.*did you mean 'ISLAND' for 'island'"):
+            score(df, model, settings())
+    finally:
+        spark.conf.unset("spark.sql.caseSensitive")
+
+
 def test_no_row_id_column_is_fine(spark: Any, model: LoadedModel) -> None:
     out = score(_frame(spark, row_id=None), model, settings())
     assert out.columns[0] == "label" and out.count() == 20
