@@ -103,9 +103,26 @@ def spark_error(exc: BaseException) -> ModelportError | None:
         if match and match.group(1) == "USER_RAISED_EXCEPTION":  # ours: jobs._validate
             return InputError(match.group(2).strip())
         if match:
-            return InputError(f"spark: [{match.group(1)}] {match.group(2).strip()}")
+            detail = _read_fix(match.group(1), match.group(2).strip(), lines)
+            return InputError(f"spark: [{match.group(1)}] {detail}")
     useful = [ln.strip(" :") for ln in lines if not ln.startswith("An error occurred while")]
     return ModelportError(f"spark: {useful[0] if useful else type(exc).__name__}"[:500])
+
+
+_CAUSE = re.compile(r"^Caused by: [\w.$]+: (.+)$")
+
+
+def _read_fix(error_class: str, detail: str, lines: Sequence[str]) -> str:
+    """For a file Spark could not read (on a cluster filesystem, which the driver does not
+    check beforehand): the cause Spark nests under its class ("is not a Parquet file") and
+    what to do."""
+    if not error_class.startswith("FAILED_READ_FILE"):
+        return detail
+    if error_class.endswith("DATA_TYPE_MISMATCH"):
+        return (f"{detail.rstrip('.')}; the input's files disagree on that column's type: "
+                "rewrite them with one type, or score them apart")  # fmt: skip
+    cause = next((m.group(1).strip() for m in map(_CAUSE.match, lines) if m), "")
+    return f"{detail.rstrip('.')}{': ' + cause if cause else ''}; remove or replace that file"
 
 
 def _run(argv: list[str]) -> int:
@@ -123,7 +140,7 @@ def _run(argv: list[str]) -> int:
     from jobs._model import load_model
 
     model = load_model(settings.job.bundle)  # before Spark starts: a bad bundle fails fast
-    check_input(settings.job.input)
+    check_input(settings.job.input, model.spec.input_names if model.spec.tabular else ())
     check_output(settings.job.output, settings.output.mode)
     from jobs._preflight import check_writable, preflight
     from jobs._validate import quarantine_path
@@ -216,12 +233,10 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
     return 0
 
 
-def check_input(location: str) -> None:
-    """A local input (a path or a Hadoop glob pattern) must exist, hold data files, and the
-    first must be Parquet."""
-    import pyarrow.parquet as pq
-
-    from jobs._inputs import data_files, is_glob, matches
+def check_input(location: str, columns: Sequence[str] = ()) -> None:
+    """A local input (a path or a Hadoop glob pattern) must exist and hold data files, each
+    of them Parquet, and agree on whether the model's ``columns`` hold strings or numbers."""
+    from jobs._inputs import check_footers, data_files, is_glob, matches
 
     roots = matches(location)
     if roots is None:
@@ -233,11 +248,7 @@ def check_input(location: str) -> None:
     files = data_files(roots)
     if not files:
         raise InputError(f"input {location!r} holds no data files; it is empty")
-    try:
-        pq.read_metadata(files[0])
-    except Exception as exc:  # pyarrow: ArrowInvalid for a file that is not Parquet
-        first = " ".join(str(exc).split())[:200]
-        raise InputError(f"input {location!r} is not Parquet: {files[0].name}: {first}") from None
+    check_footers(location, files, columns)
 
 
 def parity_gate(df: DataFrame, model: LoadedModel, settings: Settings) -> ParityReport | None:

@@ -190,8 +190,12 @@ CASES: dict[str, tuple[Callable[[Ctx], list[Any]], list[str]]] = {
     "number-in-string-column": (_number_in_string_column, ["'island' is tinyint", "takes strings"]),
     "timestamp-in-numeric-column": (_timestamp_in_numeric_column, ["'year' is timestamp", "takes numbers"]),
     "zero-rows": (_zero_rows, ["has no rows; nothing to score"]),
-    "corrupt-file-among-good": (_corrupt_file_among_good, ["spark:", "part-9.parquet"]),
-    "mixed-schema-types": (_mixed_schema_types, ["body_mass_g"]),
+    "corrupt-file-among-good": (
+        _corrupt_file_among_good, ["is not Parquet: part-9.parquet", "remove or replace that file"]
+    ),
+    "mixed-schema-types": (
+        _mixed_schema_types, ["disagree on column 'body_mass_g' (numbers in", "strings in"]
+    ),
     "mixed-schema-missing-column": (
         _mixed_schema_missing_column, ["invalid row, row_id 100: year: null where the model needs a value"]
     ),
@@ -239,6 +243,32 @@ def test_bad_input(spark: Any, capsys: pytest.CaptureFixture[str], ctx: Ctx, cas
     output = Path(str(args[args.index("--output") + 1]))
     assert_not_complete(output)
     assert_not_complete(Path(f"{output}_quarantine"))
+
+
+@pytest.mark.parametrize(
+    ("prepare", "words"),
+    [
+        (_corrupt_file_among_good,
+         ["[FAILED_READ_FILE.", "part-9.parquet: corrupted file", "remove or replace"]),
+        (_mixed_schema_types,
+         ["PARQUET_COLUMN_DATA_TYPE_MISMATCH", "body_mass_g", "disagree on that column's type"]),
+    ],
+)  # fmt: skip
+def test_a_file_spark_cannot_read_is_one_line_with_its_cause_and_fix(
+    spark: Any, ctx: Ctx, prepare: Callable[[Ctx], list[Any]], words: list[str]
+) -> None:
+    """On a cluster filesystem the driver reads no footers, and the task fails: the job's line
+    for Spark's real error (the cause Spark nests under its class, and what to do)."""
+    from jobs.score import spark_error
+
+    args = prepare(ctx)
+    source = args[args.index("--input") + 1]
+    with pytest.raises(Exception) as info:
+        spark.read.parquet(str(source)).select("body_mass_g").collect()
+    message = str(spark_error(info.value))
+    assert "\n" not in message and message.startswith("spark: "), message
+    for word in words:
+        assert word in message, message
 
 
 # --- cases before any task: nothing but the schema read -------------------------------------
