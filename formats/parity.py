@@ -75,11 +75,13 @@ class ParityReport:
 
 
 def read_data(path: str | Path) -> pd.DataFrame:
-    """A Parquet file or directory of Parquet files as one DataFrame."""
-    import pyarrow.parquet as pq
+    """A Parquet file or directory of Parquet files as one DataFrame. Hive partition
+    directories (``year=2007``) are columns typed as Spark types them, an int for digits: not
+    pandas' category, which pq.read_table makes of them and no model takes as a number."""
+    import pyarrow.dataset as ds
 
     try:
-        return pq.read_table(str(path)).to_pandas()
+        return ds.dataset(str(path), format="parquet", partitioning="hive").to_table().to_pandas()
     except FileNotFoundError:
         raise InputError(f"{str(path)!r} does not exist; pass a Parquet file or directory") from None
     except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for a damaged or other file

@@ -264,3 +264,21 @@ def test_lightgbm_on_pandas_categories_keeps_them(tmp_path: Path) -> None:
     assert (got["label"].to_numpy() == model.predict(x_test)).all()
     np.testing.assert_allclose(got.filter(like="proba_"), model.predict_proba(x_test), atol=1e-12)
     assert formats.parity(bundle, strings).passed
+
+
+def test_hive_partitioned_data_is_typed_as_spark_types_it(
+    tmp_path: Path, penguins_bundle: Path, penguins_parquet: Path
+) -> None:
+    """`formats parity --data` on a directory partitioned the way Spark writes one: its
+    ``year=2007`` directories are an integer column (pq.read_table made it a category, which
+    the model refused as "not a number"), and every row is compared."""
+    from formats.parity import read_data
+
+    data = pd.read_parquet(penguins_parquet)
+    data.to_parquet(tmp_path / "parts", partition_cols=["year", "island"])
+    read = read_data(tmp_path / "parts")
+    assert pd.api.types.is_integer_dtype(read["year"]) and len(read) == len(data)
+    report = formats.parity(penguins_bundle, tmp_path / "parts")
+    assert report.passed and report.rows == len(data)
+    onnx = [r for r in report.results if r.fmt == "onnx"]
+    assert [(r.status, r.label_agreement) for r in onnx] == [("pass", 1.0)]
