@@ -81,17 +81,17 @@ def _slice_locally(source: str, id_column: str, data: Path, warm: Path, rows: in
     (no ``rows`` and an id column: only the warm-up slice is written)."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
-    from jobs._inputs import data_files, is_glob, matches
+    from jobs._inputs import arrow_dataset
 
-    # a glob pattern is Spark's, not pyarrow's: pyarrow gets the files it matches
-    files = [str(p) for p in data_files(matches(source) or [])] if is_glob(source) else source
-    dataset = ds.dataset(files, format="parquet")
+    dataset = arrow_dataset(source)
     as_is = rows is None and id_column in dataset.schema.names
     warm_rows = WARM_ROWS_PER_CORE * cores
     table = dataset.head(warm_rows if as_is else rows) if (as_is or rows) else dataset.to_table()
+    # Spark reads a file's schema off its own metadata where a Spark writer left it, and that
+    # one lacks the partition columns (year=2007) the table now holds: the slice keeps none
+    table = table.replace_schema_metadata(None)
     if id_column not in table.column_names:  # agreement joins on it
         table = table.append_column(id_column, pa.array(np.arange(len(table), dtype=np.int64)))
 

@@ -26,7 +26,8 @@ from typing import Any
 from formats.errors import InputError, UsageError
 from jobs._arrow_writer import local_path
 
-__all__ = ["check_footers", "check_not_input", "data_files", "is_glob", "matches"]
+__all__ = ["arrow_dataset", "check_footers", "check_not_input", "data_files", "is_glob",
+           "matches"]  # fmt: skip
 
 _SPECIAL = frozenset("*?[{")
 
@@ -70,6 +71,20 @@ def data_files(roots: list[Path]) -> list[Path]:
                 if p.is_file() and not any(_hidden(part) for part in p.relative_to(root).parts)
             )  # fmt: skip
     return sorted(files)
+
+
+def arrow_dataset(location: str) -> Any:
+    """``location`` as pyarrow reads what ``spark.read.parquet`` reads: a pattern's matched
+    files (pyarrow has no Hadoop globs, and Spark finds no partition columns under a pattern
+    either), or a directory with its Hive partition directories as columns, typed as Spark
+    types them (``year=2007``: an int)."""
+    import pyarrow.dataset as ds
+
+    roots = matches(location)
+    if roots is not None and is_glob(location):
+        return ds.dataset([str(p) for p in data_files(roots)], format="parquet")
+    source = str(roots[0]) if roots else location
+    return ds.dataset(source, format="parquet", partitioning="hive")
 
 
 def check_footers(location: str, files: Sequence[Path], columns: Sequence[str]) -> None:

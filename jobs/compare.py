@@ -116,17 +116,13 @@ def _options(args: argparse.Namespace) -> CompareOptions:
 
 def check_columns(location: str, bundle: Any) -> None:
     """The input has the model's columns with usable types, read off its first rows."""
-    import pyarrow.dataset as ds
-
     from formats.schema import conform
-    from jobs._inputs import data_files, matches
+    from jobs._inputs import arrow_dataset
     from jobs.score import check_input
 
     check_input(location)
-    roots = matches(location)  # a glob pattern is Spark's, not pyarrow's: its files, then
-    source: Any = location if roots is None else [str(p) for p in data_files(roots)]
     try:
-        head = ds.dataset(source, format="parquet").head(5).to_pandas()
+        head = arrow_dataset(location).head(5).to_pandas()
     except Exception as exc:  # pyarrow's ArrowInvalid and friends: not a readable dataset
         raise InputError(
             f"cannot read {location!r} as Parquet: {' '.join(str(exc).split())[:200]}"

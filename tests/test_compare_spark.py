@@ -155,6 +155,26 @@ def test_a_glob_pattern_input_is_read_as_spark_reads_it(
     assert sorted(got) == sorted(want["row_id"])
 
 
+def test_a_partitioned_input_keeps_its_partition_column(
+    spark: Any, fitted: tuple[Any, Path], penguins_parquet: Path, tmp_path: Path
+) -> None:
+    """A directory Spark wrote with partitionBy("year"): the model's year is in the directory
+    names, not the files. The checks read it as Spark does (an int), and the slices hold it:
+    pyarrow kept the files' Spark metadata, whose schema has no year, and Spark then read
+    none (every engine failed on "`year` cannot be resolved")."""
+    from jobs.compare import check_columns
+
+    _, bundle = fitted
+    parts = tmp_path / "parts"
+    spark.read.parquet(str(penguins_parquet)).write.partitionBy("year").parquet(str(parts))
+    check_columns(str(parts), Bundle.open(bundle))  # no error: year was found
+    prepared = prepare(spark, str(parts), "row_id", tmp_path / "work", 3000)
+    got = spark.read.parquet(prepared.data).toPandas().set_index("row_id")
+    assert prepared.rows == len(got) == 3000 and got.index.is_unique
+    want = pd.read_parquet(penguins_parquet).set_index("row_id").loc[got.index]
+    assert (got["year"].to_numpy() == want["year"].to_numpy()).all()
+
+
 def test_a_pmml_of_labels_only_is_that_engine_s_error_on_spark(
     spark: Any, penguins_parquet: Path, tmp_path: Path
 ) -> None:
