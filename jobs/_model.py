@@ -34,15 +34,15 @@ __all__ = [
     "MODEL_COLUMNS",
     "LoadedModel",
     "ModelSpec",
+    "case_sensitive",
     "code_of",
     "column",
+    "find_column",
     "input_alias",
     "literal",
     "load_model",
     "model_names",
     "output_struct",
-    "case_sensitive",
-    "find_column",
     "passthrough_alias",
     "passthrough_columns",
     "plan_inputs",
@@ -451,14 +451,8 @@ def model_names(df: DataFrame, spec: ModelSpec) -> DataFrame:
     if not spec.tabular or case_sensitive(df.sparkSession):
         return df
     have = df.columns
-    by_lower: dict[str, list[str]] = {}
-    for name in have:
-        by_lower.setdefault(name.lower(), []).append(name)
-    renames = {}
-    for c in spec.columns:
-        found = by_lower.get(c.name.lower(), [])
-        if c.name not in have and len(found) == 1:
-            renames[found[0]] = c.name
+    found = {c.name: find_column(have, c.name, case_sensitive=False) for c in spec.columns}
+    renames = {n: name for name, n in found.items() if n is not None and n != name}
     return df.withColumnsRenamed(renames) if renames else df
 
 

@@ -389,7 +389,7 @@ def score(
     inputs = plan_inputs(df.schema, spec, settings.tensor, per_row)
     keep = passthrough_columns(df.schema, spec, settings.output, exact)
     row_id = find_column(keep, settings.output.id_column, exact)
-    if on_invalid == "null" and ERROR_COLUMN in keep:
+    if on_invalid == "null" and find_column(keep, ERROR_COLUMN, exact):
         raise InputError(
             f"pass-through column {ERROR_COLUMN!r} would collide with the {ERROR_COLUMN!r} "
             "column that validation.on_invalid = null adds; rename it in the input"
