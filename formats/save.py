@@ -23,6 +23,7 @@ import pandas as pd
 from formats.bundle import Bundle, sha256_file
 from formats.errors import FormatUnsupportedError, InputError, UsageError
 from formats.manifest import FORMATS, FormatEntry, Manifest, Tolerance
+from formats.nulls import with_null_tolerance
 from formats.schema import ColumnSpec, input_specs
 from formats.sklearn_formats import final_estimator
 from formats.unknowns import with_unknown_tolerance
@@ -79,6 +80,12 @@ def save(
             fmt: _write_format(fmt, model, sample, specs, task, tmp, (onnx_precision, onnx_trees))
             for fmt in formats
         }
+        tol = tolerance or default_tolerance(task)
+        has_proba = task == "classification" and hasattr(model, "predict_proba")
+        onnx = entries.get("onnx")
+        onnx_file = onnx.file if onnx is not None and onnx.status == "saved" else None
+        onnx_bytes = (tmp / onnx_file).read_bytes() if onnx_file else None
+        specs = with_null_tolerance(model, sample, specs, task, classes, has_proba, onnx_bytes, tol)
         example = sample.head(EXAMPLE_ROWS)
         example.to_parquet(tmp / "input_example.parquet", index=False)
         manifest = Manifest(
@@ -90,8 +97,8 @@ def save(
             model_type=_model_type(model),
             formats=entries,
             versions=_versions(entries),
-            tolerance=tolerance or default_tolerance(task),
-            has_proba=task == "classification" and hasattr(model, "predict_proba"),
+            tolerance=tol,
+            has_proba=has_proba,
             description=description,
             tags=dict(tags or {}),
             created=datetime.now(UTC).isoformat(timespec="seconds"),

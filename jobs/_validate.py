@@ -3,8 +3,10 @@
 A row is invalid when one of the model's columns holds what the model cannot take (the rules,
 in the order a row's first broken rule is reported):
 
-- ``null``: a null where the model needs a value: the manifest says training had none there
-  (``ColumnSpec.nullable`` is false) or the ONNX input is an integer, which has no NaN;
+- ``null``: a null where the model needs a value: the manifest says the model takes none there
+  (``ColumnSpec.nullable`` is false: training had none, and the original refused one or
+  model.onnx scored it otherwise, :mod:`formats.nulls`) or the ONNX input is an integer,
+  which has no NaN;
 - ``not a number``: a string column where the model takes numbers (cast per row when
   ``on_invalid`` is not ``fail``) whose value does not parse as one;
 - ``NaN``: as ``null``: invalid only where a null is (a float column that had NaN in training

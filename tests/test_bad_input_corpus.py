@@ -389,7 +389,7 @@ def test_no_java_for_a_pmml_export(ctx: Ctx) -> None:
 def test_invalid_row_in_a_fresh_job_is_one_line_not_executor_traces(ctx: Ctx) -> None:
     """The executors log the failed task too: with the job's log4j2 setup, without a trace."""
     code, err, _ = _job_process(
-        ["--conf", ROOT / "conf" / "local.toml", *_planted(ctx, 5)], _env()
+        ["--conf", ROOT / "conf" / "local.toml", *_planted(ctx, 5, ctx.strict)], _env()
     )
     assert code == 2
     text = _noise_free(err)

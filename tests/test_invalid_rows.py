@@ -114,7 +114,7 @@ def test_null_mode_scores_invalid_rows_as_null_with_the_reason(
     assert by_id.loc[4, "error"] == (
         "year: 2008.5 is not a whole number; the model's int64 input would truncate it"
     )
-    assert by_id.loc[5, "error"] == "island: null where the model needs a value"
+    assert pd.isna(by_id.loc[5, "error"])  # a null island: scored, as the pickle does below
     assert by_id.loc[7, "error"] == "bill_length_mm: Infinity is infinite; the model takes finite numbers"
     assert by_id.loc[9, "error"].startswith("flipper_length_mm: 1.0E300 does not fit")
     good = by_id[by_id["error"].isna()].reset_index()
@@ -199,13 +199,17 @@ def test_unseen_category_quarantined_where_the_encoder_refuses_it(
         "--set", "validation.on_invalid=quarantine",
     )  # fmt: skip
     assert code == 0, err
-    jail = pd.read_parquet(tmp_path / "scores_quarantine")
-    assert jail["row_id"].tolist() == [11]
-    assert jail["reason"].iloc[0].startswith("island: category 'Atlantis' was never seen")
+    jail = pd.read_parquet(tmp_path / "scores_quarantine").set_index("row_id")
+    assert sorted(jail.index) == [5, 11]  # this encoder refuses a null island too
+    assert jail.loc[11, "reason"].startswith("island: category 'Atlantis' was never seen")
+    assert jail.loc[5, "reason"] == "island: null where the model needs a value"
     scored = pd.read_parquet(out)
-    assert len(scored) == len(data) - 1
-    assert_matches_pickle(scored, pickle_predictions(strict_bundle, data.query("row_id != 11")))
-    assert summary_of(out)["invalid_reasons"] == {"island: unseen category": 1}
+    assert len(scored) == len(data) - 2
+    valid = data.query("row_id not in (5, 11)")
+    assert_matches_pickle(scored, pickle_predictions(strict_bundle, valid))
+    assert summary_of(out)["invalid_reasons"] == {"island: unseen category": 1, "island: null": 1}
+    with pytest.raises(ValueError, match="unknown categor"):  # what the rule stands for
+        pickle_predictions(strict_bundle, data.query("row_id == 5"))
 
 
 # --- determinism --------------------------------------------------------------------------

@@ -1,0 +1,109 @@
+"""Which input columns take a null: the manifest's ``ColumnSpec.nullable``, which the Spark
+job's invalid-row rules read (a null where the model cannot take one is an invalid row).
+
+A column that held nulls in training takes them. One that held none may still: an imputer in
+the pipeline fills it, a gradient-boosting model routes a NaN, scikit-learn's trees send it down
+a branch. Only the fitted model knows, so :func:`with_null_tolerance` asks it at save time: the
+training sample's first rows with the column set to null, scored by the original and by the
+saved ONNX model, which the job runs. The column takes nulls where the original scores them
+(no error, no NaN out) and the ONNX model gives the same scores within the bundle's
+tolerance. Otherwise a null there stays an invalid row: the original's own error ("Input X
+contains NaN") or a model.onnx that scores it otherwise would make it one anyway.
+
+Integer columns are not asked: the ONNX input is an integer, which has no null (the job's rule
+for those does not read ``nullable``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from formats.schema import ColumnSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from formats.manifest import Tolerance
+
+__all__ = ["PROBE_ROWS", "with_null_tolerance"]
+
+PROBE_ROWS = 200  # a null down every branch a tree ensemble's sample rows reach
+
+
+def with_null_tolerance(
+    model: Any,
+    sample: pd.DataFrame,
+    specs: Sequence[ColumnSpec],
+    task: str,
+    classes: list[Any] | None,
+    has_proba: bool,
+    onnx: bytes | None,
+    tolerance: Tolerance,
+) -> list[ColumnSpec]:
+    """``specs`` with ``nullable`` set where training had no null but both the original
+    ``model`` and the ``onnx`` model (when saved) score one the same."""
+    from formats.sklearn_formats import SklearnScorer
+
+    asked = [s for s in specs if not s.nullable and (s.kind == "string" or s.dtype != "int64")]
+    if not asked:
+        return list(specs)
+    inputs = list(specs)
+    original = SklearnScorer(model, "original", task, classes, inputs, has_proba)
+    onnx_scorer = _onnx_scorer(onnx, task, classes, inputs)
+    rows = sample.head(PROBE_ROWS).reset_index(drop=True)
+    takes = {s.name for s in asked if _takes_null(s, rows, original, onnx_scorer, tolerance)}
+    return [dataclasses.replace(s, nullable=True) if s.name in takes else s for s in specs]
+
+
+def _onnx_scorer(onnx: bytes | None, task: str, classes: Any, inputs: list[ColumnSpec]) -> Any:
+    if onnx is None:
+        return None
+    from formats.onnx.scorer import OnnxScorer
+
+    return OnnxScorer(onnx, task, classes, inputs, intra_op_threads=1)
+
+
+def _takes_null(
+    spec: ColumnSpec, rows: pd.DataFrame, original: Any, onnx: Any, tol: Tolerance
+) -> bool:
+    nulled = rows.copy()
+    nulled[spec.name] = None if spec.kind == "string" else np.nan
+    try:
+        want = original.predict(nulled)
+    except Exception:  # noqa: BLE001 - the original refuses a null there: that is the answer
+        return False
+    if not _finite(want):
+        return False
+    if onnx is None:
+        return True
+    try:
+        got = onnx.predict(nulled)
+    except Exception:  # noqa: BLE001 - model.onnx refuses it: the job could not score it
+        return False
+    return _same(want, got, tol)
+
+
+def _finite(frame: pd.DataFrame) -> bool:
+    numeric = frame.select_dtypes("number")
+    return bool(np.isfinite(numeric.to_numpy(dtype=np.float64)).all())
+
+
+def _same(want: pd.DataFrame, got: pd.DataFrame, tol: Tolerance) -> bool:
+    """Labels equal (the tolerance's share) and every number within the tolerance, row by
+    row: parity's rule."""
+    if list(want.columns) != list(got.columns):
+        return False
+    for column in want.columns:
+        a, b = want[column].to_numpy(), got[column].to_numpy()
+        if column == "label":
+            if (a == b).mean() < tol.labels:
+                return False
+            continue
+        a, b = a.astype(np.float64), b.astype(np.float64)
+        if not (np.abs(b - a) <= tol.atol + tol.rtol * np.abs(a)).all():
+            return False
+    return True
