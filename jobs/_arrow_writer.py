@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 
     from jobs._settings import Settings
 
-__all__ = ["ArrowSink", "arrow_sink", "check_output", "choose_writer", "local_path",
-           "result_schema", "write_scored"]  # fmt: skip
+__all__ = ["ArrowSink", "arrow_sink", "check_append", "check_output", "choose_writer",
+           "local_path", "result_schema", "write_scored", "written_schema"]  # fmt: skip
 
 # Spark's parquet codecs that pyarrow writes the same way (Hadoop's lz4 and lzo framings are
 # not pyarrow's: Spark's writer keeps those)
@@ -77,6 +77,45 @@ def check_output(location: str, mode: str) -> None:
     if mode in ("error", "errorifexists") and path is not None and path.exists():
         raise UsageError(f"output {location!r} exists and output.mode is {mode}; remove it, "
                          "or pass --set output.mode=overwrite (or append)")  # fmt: skip
+
+
+def check_append(spark: Any, output: str, written: StructType,
+                 partition_by: Sequence[str] = ()) -> None:  # fmt: skip
+    """An ``append`` writes the columns the output holds, typed the same, or nothing: Parquet
+    readers take one file's schema, so another model's columns (a regressor's ``prediction``
+    beside a classifier's ``label``, or ``error`` from on_invalid = null) would be invisible or
+    null to them (seen here: 10,000 rows read back, half of them with a null label and no
+    prediction). Partition columns are compared by name: Spark infers their types."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        held = spark.read.parquet(output).schema
+    except AnalysisException:  # no output yet, or none with data files
+        return
+    have = {f.name: f.dataType.simpleString() for f in held.fields}
+    new = {f.name: f.dataType.simpleString() for f in written.fields}
+    typed = [n for n in new if n in have and n not in partition_by and have[n] != new[n]]
+    only_new, only_held = [n for n in new if n not in have], [n for n in have if n not in new]
+    if not (typed or only_new or only_held):
+        return
+    parts = ([f"writes {only_new}, which it does not hold"] if only_new else []) + (
+        [f"does not write {only_held}, which it holds"] if only_held else []) + [
+        f"writes {n} as {new[n]}, not {have[n]}" for n in typed]  # fmt: skip
+    raise InputError(
+        f"appending to {output!r} would mix two schemas (Parquet readers take one file's): "
+        f"this run {'; '.join(parts)}; write to another output, or set output.mode = overwrite"
+    )
+
+
+def written_schema(scored: DataFrame, sink: ArrowSink | None) -> StructType:
+    """The columns the run writes: ``scored``'s for Spark's writer; the workers' files' where
+    they write (``scored`` is then one row per task)."""
+    if sink is None:
+        return scored.schema
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    assert sink.schema is not None, "jobs._udf.score() sets it"
+    return from_arrow_schema(sink.schema)
 
 
 def result_schema() -> StructType:

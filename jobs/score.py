@@ -167,7 +167,7 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
 
     from jobs import _summary
     from jobs._arrow_batches import skipping_size_check
-    from jobs._arrow_writer import arrow_sink, write_scored
+    from jobs._arrow_writer import arrow_sink, check_append, write_scored, written_schema
     from jobs._inputs import check_not_input
     from jobs._model import check_partitioning, model_names
     from jobs._udf import ScoreMetrics, score
@@ -184,6 +184,8 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
     scored = score(df, model, settings, metrics, sink)  # checks the schema: before any task runs
     if sink is None:
         check_partitioning(out.partition_by, scored.columns)
+    if out.mode == "append":
+        check_append(spark, job.output, written_schema(scored, sink), out.partition_by)
     if not job.allow_empty_input and df.isEmpty():  # an upstream step most likely failed
         raise InputError(f"input {job.input!r} has no rows; nothing to score (set "
                          "job.allow_empty_input = true to write an empty output)")  # fmt: skip

@@ -267,3 +267,44 @@ def test_overwriting_the_bundle_is_refused(
                      f"output.writer={writer}")  # fmt: skip
     assert code == 2 and "is (or holds) the bundle and output.mode is overwrite" in err, err
     assert sorted(p.name for p in bundle.iterdir()) == before
+
+
+@pytest.fixture(scope="module")
+def regressor_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A regressor on the penguins' columns: its output is ``prediction``, not ``label``."""
+    from sklearn.linear_model import Ridge
+
+    import formats
+    from jobs.export import default_pipeline, split
+
+    x, _, _, _ = split()
+    x = x.dropna()
+    model = default_pipeline("logreg").set_params(model=Ridge()).fit(x, x["body_mass_g"])
+    path = tmp_path_factory.mktemp("bundles") / "ridge"
+    formats.save(model, path, sample=x, formats=("pickle", "onnx"))
+    return path
+
+
+@pytest.mark.parametrize("writer", ["auto", "spark"])
+def test_an_append_of_other_columns_is_refused_and_the_output_kept(
+    spark: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path,
+    regressor_bundle: Path, penguins_parquet: Path, writer: str,
+) -> None:  # fmt: skip
+    """Another model's columns, or on_invalid = null's error column, appended to an output
+    would be invisible to a reader, who takes one file's schema; refused before any task, the
+    output (files and summary) as it was. The same columns append."""
+    out = tmp_path / "scores"
+    code, err = _job(capsys, penguins_bundle, penguins_parquet, out, f"output.writer={writer}")
+    assert code == 0, err
+    before = sorted(p.name for p in out.iterdir())
+    append = ("output.mode=append", f"output.writer={writer}")
+    code, err = _job(capsys, regressor_bundle, penguins_parquet, out, *append)
+    assert code == 2 and "would mix two schemas" in err and "['prediction']" in err, err
+    code, err = _job(capsys, penguins_bundle, penguins_parquet, out, *append,
+                     "validation.on_invalid=null")  # fmt: skip
+    assert code == 2 and "writes ['error'], which it does not hold" in err, err
+    assert sorted(p.name for p in out.iterdir()) == before  # the summary too
+    code, err = _job(capsys, penguins_bundle, penguins_parquet, out, *append)
+    assert code == 0, err
+    rows = spark.read.parquet(str(out)).toPandas()
+    assert len(rows) == 12000 and rows["label"].notna().all()
