@@ -29,9 +29,10 @@ if TYPE_CHECKING:
 
     from formats.manifest import Tolerance
 
-__all__ = ["PROBE_ROWS", "with_null_tolerance"]
+__all__ = ["PROBE_CELLS", "PROBE_ROWS", "with_null_tolerance"]
 
 PROBE_ROWS = 200  # a null down every branch a tree ensemble's sample rows reach
+PROBE_CELLS = 20_000  # rows x asked columns, at most: fewer rows per column for a wide model
 
 
 def with_null_tolerance(
@@ -54,9 +55,45 @@ def with_null_tolerance(
     inputs = list(specs)
     original = SklearnScorer(model, "original", task, classes, inputs, has_proba)
     onnx_scorer = _onnx_scorer(onnx, task, classes, inputs)
-    rows = sample.head(PROBE_ROWS).reset_index(drop=True)
-    takes = {s.name for s in asked if _takes_null(s, rows, original, onnx_scorer, tolerance)}
+    rows = sample.head(max(20, min(PROBE_ROWS, PROBE_CELLS // len(asked)))).reset_index(drop=True)
+    blocks = [_nulled(rows, s) for s in asked]
+    # One call per model for every column's block (a wide model: hundreds of columns), each
+    # column alone where a call fails, since one column's refusal fails the whole batch
+    want = _scores(original, blocks)
+    got = _scores(onnx_scorer, blocks) if onnx_scorer is not None else want
+    takes = {
+        s.name for s, w, g in zip(asked, want, got, strict=True)
+        if w is not None and g is not None and _finite(w) and _same(w, g, tolerance)
+    }  # fmt: skip
     return [dataclasses.replace(s, nullable=True) if s.name in takes else s for s in specs]
+
+
+def _nulled(rows: pd.DataFrame, spec: ColumnSpec) -> pd.DataFrame:
+    nulled = rows.copy()
+    nulled[spec.name] = None if spec.kind == "string" else np.nan
+    return nulled
+
+
+def _scores(scorer: Any, blocks: list[pd.DataFrame]) -> list[pd.DataFrame | None]:
+    """Each block's scores, None where the scorer refuses it (that is the answer: a null
+    there is what the model cannot take)."""
+    import pandas as pd
+
+    try:
+        scored = scorer.predict(pd.concat(blocks, ignore_index=True))
+    except Exception:  # noqa: BLE001 - some column's null is refused: ask each alone
+        return [_one(scorer, block) for block in blocks]
+    size = len(blocks[0])
+    return [scored.iloc[i * size:(i + 1) * size].reset_index(drop=True)
+            for i in range(len(blocks))]  # fmt: skip
+
+
+def _one(scorer: Any, block: pd.DataFrame) -> pd.DataFrame | None:
+    try:
+        scored: pd.DataFrame = scorer.predict(block)
+    except Exception:  # noqa: BLE001 - see _scores
+        return None
+    return scored
 
 
 def _onnx_scorer(onnx: bytes | None, task: str, classes: Any, inputs: list[ColumnSpec]) -> Any:
@@ -65,26 +102,6 @@ def _onnx_scorer(onnx: bytes | None, task: str, classes: Any, inputs: list[Colum
     from formats.onnx.scorer import OnnxScorer
 
     return OnnxScorer(onnx, task, classes, inputs, intra_op_threads=1)
-
-
-def _takes_null(
-    spec: ColumnSpec, rows: pd.DataFrame, original: Any, onnx: Any, tol: Tolerance
-) -> bool:
-    nulled = rows.copy()
-    nulled[spec.name] = None if spec.kind == "string" else np.nan
-    try:
-        want = original.predict(nulled)
-    except Exception:  # noqa: BLE001 - the original refuses a null there: that is the answer
-        return False
-    if not _finite(want):
-        return False
-    if onnx is None:
-        return True
-    try:
-        got = onnx.predict(nulled)
-    except Exception:  # noqa: BLE001 - model.onnx refuses it: the job could not score it
-        return False
-    return _same(want, got, tol)
 
 
 def _finite(frame: pd.DataFrame) -> bool:
