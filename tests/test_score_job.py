@@ -241,7 +241,8 @@ def test_columns_named_in_another_case_are_scored_as_spark_resolves_them(
     parity gate, the invalid-row rules, the quarantine and the scores all find the columns."""
     data = pd.read_parquet(penguins_parquet)
     broken = data["row_id"].isin([3, 500, 4000])
-    upper = data.assign(island=data["island"].where(~broken)).rename(columns=str.upper)
+    mass = data["body_mass_g"].where(~broken, float("inf"))  # never valid
+    upper = data.assign(body_mass_g=mass).rename(columns=str.upper)
     (tmp_path / "in").mkdir()
     upper.to_parquet(tmp_path / "in" / "part-0.parquet")
     out = tmp_path / "scores"
@@ -257,7 +258,8 @@ def test_columns_named_in_another_case_are_scored_as_spark_resolves_them(
     data[~broken].to_parquet(tmp_path / "valid" / "part-0.parquet")
     assert_matches_pickle(tmp_path / "scored.parquet", tmp_path / "valid", penguins_bundle, 5997)
     kept = pd.read_parquet(tmp_path / "scores_quarantine")
-    assert sorted(kept["ROW_ID"]) == [3, 500, 4000] and kept["island"].isna().all()
+    assert sorted(kept["ROW_ID"]) == [3, 500, 4000]
+    assert set(kept["reason"]) == {"body_mass_g: Infinity is infinite; the model takes finite numbers"}
 
 
 def _copy(bundle: Path, tmp_path: Path) -> Path:
