@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from formats.errors import InputError, UsageError
+from jobs._summary import SUMMARY_NAME
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -250,6 +251,8 @@ class ArrowSink:
                 f"{staging} (first: {missing[0]}); output.writer = arrow needs a filesystem "
                 "that the driver and the executors share: use output.writer = spark"
             )
+        if self.mode == "append":  # from here on, the last run's summary no longer holds
+            (root / SUMMARY_NAME).unlink(missing_ok=True)
         if self.mode == "overwrite":
             for old in root.iterdir():
                 if old.name != "_temporary":

@@ -6,7 +6,9 @@ has already deleted the old one with the old data, so a stale summary can never 
 new, partial output, as a sibling ``OUT.summary.json`` could). The leading underscore makes
 Spark and pyarrow skip it when reading the output as Parquet, like ``_SUCCESS``. It is written
 only after the write succeeded, atomically (temp file, rename), and an ``append`` run
-removes the previous one before it starts.
+removes the previous one before its files join the output: at the commit of the workers'
+writer, which adds nothing when a task fails; before Spark's writer starts, which commits
+inside one call.
 """
 
 from __future__ import annotations

@@ -190,7 +190,7 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
         raise InputError(f"input {job.input!r} has no rows; nothing to score (set "
                          "job.allow_empty_input = true to write an empty output)")  # fmt: skip
     report = parity_gate(valid_rows(df, model.spec, settings), model, settings)
-    if out.mode == "append":
+    if out.mode == "append" and sink is None:  # the workers' writer: at its commit
         _summary.remove_summary(job.output)
     quarantine = None
     if settings.validation.on_invalid == "quarantine":

@@ -180,17 +180,19 @@ def test_a_failed_run_leaves_the_output_as_it_was(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, penguins_bundle: Path,
     penguins_parquet: Path,
 ) -> None:  # fmt: skip
-    """A task that fails (an invalid row, on_invalid = fail): overwrite keeps the old output
-    and its summary, and a new output is not left behind."""
+    """A task that fails (an invalid row, on_invalid = fail): overwrite and append keep the
+    old output and its summary, and a new output is not left behind."""
     out = tmp_path / "scores"
     code, err = _job(capsys, penguins_bundle, penguins_parquet, out)
     assert code == 0, err
     before = sorted(p.name for p in out.iterdir())
+    assert SUMMARY_NAME in before
     planted = write_parquet(planted_rows(), tmp_path / "planted")
-    code, err = _job(capsys, penguins_bundle, planted, out, "output.mode=overwrite")
-    assert code == 2 and "invalid" in err, err
-    assert sorted(p.name for p in out.iterdir()) == before  # no _temporary, nothing replaced
-    assert len(pd.read_parquet(out)) == 6000
+    for mode in ("overwrite", "append"):
+        code, err = _job(capsys, penguins_bundle, planted, out, f"output.mode={mode}")
+        assert code == 2 and "invalid" in err, err
+        assert sorted(p.name for p in out.iterdir()) == before  # no _temporary, nothing replaced
+        assert len(pd.read_parquet(out)) == 6000
     fresh = tmp_path / "fresh"
     code, err = _job(capsys, penguins_bundle, planted, fresh)
     assert code == 2 and not fresh.exists()
