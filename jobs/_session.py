@@ -94,6 +94,8 @@ def build_session(settings: Settings) -> Built:
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
+    _quiet_query_context_log()
+
     batch = str(settings.execution.max_records_per_batch)
     remote = settings.spark.remote or os.environ.get("SPARK_REMOTE", "")
     if remote:  # before the active session: a test's local session must not stand in for it
@@ -125,6 +127,19 @@ def build_session(settings: Settings) -> Built:
         if key not in submitted or key in (BATCH_ROWS, "spark.pyspark.python"):
             builder = builder.config(key, value)
     return Built(builder.getOrCreate(), created=True)
+
+
+QUERY_CONTEXT_LOGGER = "DataFrameQueryContextLogger"
+
+
+def _quiet_query_context_log() -> None:
+    """PySpark logs a failed query's whole JVM trace as a JSON line on stderr before it raises
+    (seen in make compare: an engine's unresolved column, 8 KB of trace before the report);
+    the jobs turn the error into their one line (jobs.score.guarded), make compare into the
+    engine's cell."""
+    import logging
+
+    logging.getLogger(QUERY_CONTEXT_LOGGER).setLevel(logging.CRITICAL)
 
 
 def _submitted(conf_class: Any) -> dict[str, str]:

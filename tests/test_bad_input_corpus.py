@@ -271,6 +271,24 @@ def test_a_file_spark_cannot_read_is_one_line_with_its_cause_and_fix(
         assert word in message, message
 
 
+def test_a_failed_query_logs_no_trace_in_a_job_s_session(
+    spark: Any, ctx: Ctx, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """PySpark logs a failed query's JVM trace as a JSON line on stderr before it raises (make
+    compare printed 8 KB of it per failing engine); a job's session leaves stderr to the job."""
+    from pyspark.sql import functions as F
+
+    from jobs._session import build_session
+    from jobs._settings import load_settings
+
+    build_session(load_settings(None))  # the test session is active: it is the one returned
+    df = spark.read.parquet(str(ctx.parquet))
+    capfd.readouterr()
+    with pytest.raises(Exception, match="UNRESOLVED_COLUMN"):
+        df.select(F.col("no_such_column"))
+    assert "DataFrameQueryContextLogger" not in capfd.readouterr().err
+
+
 # --- cases before any task: nothing but the schema read -------------------------------------
 @pytest.mark.parametrize(
     ("change", "words"),
