@@ -111,16 +111,14 @@ def _finite(frame: pd.DataFrame) -> bool:
 
 def _same(want: pd.DataFrame, got: pd.DataFrame, tol: Tolerance) -> bool:
     """Labels equal (the tolerance's share) and every number within the tolerance, row by
-    row: parity's rule."""
+    row: parity's rule (formats.parity.output_diff)."""
+    from formats.parity import output_diff
+
     if list(want.columns) != list(got.columns):
         return False
     for column in want.columns:
         a, b = want[column].to_numpy(), got[column].to_numpy()
-        if column == "label":
-            if (a == b).mean() < tol.labels:
-                return False
-            continue
-        a, b = a.astype(np.float64), b.astype(np.float64)
-        if not (np.abs(b - a) <= tol.atol + tol.rtol * np.abs(a)).all():
+        if not ((a == b).mean() >= tol.labels if column == "label"
+                else output_diff(column, a, b, tol)[0].passed):  # fmt: skip
             return False
     return True

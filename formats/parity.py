@@ -23,7 +23,7 @@ from formats.errors import InputError, ModelportError
 from formats.load import ENGINES, Scorer, load
 from formats.manifest import Tolerance
 
-__all__ = ["EngineParity", "OutputDiff", "ParityReport", "parity", "read_data"]
+__all__ = ["EngineParity", "OutputDiff", "ParityReport", "output_diff", "parity", "read_data"]
 
 FIRST_ROWS = 5
 
@@ -175,7 +175,7 @@ def _compare(
                 f"{fmt} gives no {column}")
             bad[:] = True
             continue
-        diff = _diff(column, expected[column].to_numpy(), got[column].to_numpy(), tol)
+        diff = output_diff(column, expected[column].to_numpy(), got[column].to_numpy(), tol)
         bad |= diff[1]
         result.outputs.append(diff[0])
         if not diff[0].passed:
@@ -189,7 +189,7 @@ def _compare(
     return result
 
 
-def _diff(
+def output_diff(
     column: str, want: np.ndarray, got: np.ndarray, tol: Tolerance
 ) -> tuple[OutputDiff, np.ndarray]:
     want = want.astype(np.float64)

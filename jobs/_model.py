@@ -442,13 +442,13 @@ def case_sensitive(spark: Any) -> bool:
     return str(spark.conf.get(CASE_CONF, "false")).lower() == "true"
 
 
-def model_names(df: DataFrame, spec: ModelSpec) -> DataFrame:
+def model_names(df: DataFrame, spec: ModelSpec, case_sensitive: bool) -> DataFrame:
     """``df`` with each model column that it holds under another case renamed to the model's
     spelling, as Spark resolves ``select("island")`` on an ``ISLAND`` column, unless the session
-    is case sensitive (``spark.sql.caseSensitive``). Every later step (the plan, the invalid-row
+    is ``case_sensitive`` (:func:`case_sensitive`). Every later step (the plan, the invalid-row
     rules, the parity gate's sample) then reads the model's names. An exact match wins; two
     matches that differ only in case are left alone (Spark itself refuses to read them)."""
-    if not spec.tabular or case_sensitive(df.sparkSession):
+    if case_sensitive or not spec.columns:  # a tensor model has no columns
         return df
     have = df.columns
     found = {c.name: find_column(have, c.name, case_sensitive=False) for c in spec.columns}

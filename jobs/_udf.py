@@ -382,7 +382,7 @@ def score(
 
     spark, e = df.sparkSession, settings.execution
     exact = case_sensitive(spark)
-    df = model_names(df, model.spec)
+    df = model_names(df, model.spec, exact)
     spec, onnx_bytes, strings = _string_inputs(df, model, e.string_codes)
     on_invalid = settings.validation.on_invalid
     per_row = on_invalid != "fail"  # string columns for numeric inputs: cast per row

@@ -140,7 +140,7 @@ def _run(argv: list[str]) -> int:
     from jobs._model import load_model
 
     model = load_model(settings.job.bundle)  # before Spark starts: a bad bundle fails fast
-    check_input(settings.job.input, model.spec.input_names if model.spec.tabular else ())
+    check_input(settings.job.input, [c.name for c in model.spec.columns])
     check_output(settings.job.output, settings.output.mode)
     from jobs._preflight import check_writable, preflight
     from jobs._validate import quarantine_path
@@ -169,12 +169,13 @@ def _score(spark: Any, model: LoadedModel, settings: Settings) -> int:
     from jobs._arrow_batches import skipping_size_check
     from jobs._arrow_writer import arrow_sink, check_append, write_scored, written_schema
     from jobs._inputs import check_not_input
-    from jobs._model import check_partitioning, model_names
+    from jobs._model import case_sensitive, check_partitioning, model_names
     from jobs._udf import ScoreMetrics, score
     from jobs._validate import quarantine_path, quarantined, valid_rows
 
     job, out = settings.job, settings.output
-    df = model_names(spark.read.parquet(job.input), model.spec)  # ISLAND is island, as in Spark
+    # ISLAND is island, as in Spark
+    df = model_names(spark.read.parquet(job.input), model.spec, case_sensitive(spark))
     if out.mode == "overwrite":  # Spark's writer would delete the input before reading it
         kept = settings.validation.on_invalid == "quarantine"
         check_not_input(spark, {"the input": job.input, "the bundle": model.bundle.location},
