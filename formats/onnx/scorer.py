@@ -1,8 +1,8 @@
 """The bundle's ONNX model scored by ONNX Runtime, with the canonical output columns.
 
 The feeding and decoding are plain functions of numpy arrays, so the Spark executors' UDF
-(:mod:`jobs._udf`) runs exactly this code on Arrow batches: the job and ``formats.load`` cannot
-drift apart.
+(:mod:`jobs.scoring.worker`) runs exactly this code on Arrow batches: the job and
+``formats.load`` cannot drift apart.
 """
 
 from __future__ import annotations
