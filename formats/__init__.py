@@ -14,8 +14,9 @@ scikit-learn, no ONNX Runtime; each is imported when a function needs it.
 from __future__ import annotations
 
 from formats.bundle import Bundle
+from formats.diff import Tolerance
 from formats.load import Scorer
-from formats.manifest import Manifest, Tolerance
+from formats.manifest import Manifest
 from formats.parity import ParityReport
 
 # The functions share their names with the modules that define them; binding them last makes

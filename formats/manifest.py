@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from formats.diff import Tolerance  # the manifest's ``tolerance``: parity's rule, formats.diff
 from formats.errors import ModelLoadError
 from formats.schema import ColumnSpec, output_columns
 
@@ -25,16 +26,6 @@ FORMATS: dict[str, str] = {
     "pmml": "model.pmml",
     "onnx": "model.onnx",
 }
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """What parity accepts: the share of equal labels, and max abs error of probabilities and
-    predictions (an output passes when ``|a - b| <= atol + rtol * |b|`` for every row)."""
-
-    labels: float = 1.0
-    atol: float = 1e-5
-    rtol: float = 0.0
 
 
 @dataclass
@@ -93,6 +84,7 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["inputs"] = [c.to_dict() for c in self.inputs]
+        data["tolerance"] = self.tolerance.to_dict()
         data["outputs"] = self.outputs
         return data
 

@@ -22,12 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from formats.diff import Tolerance, compare_frames
 from formats.schema import ColumnSpec
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from formats.manifest import Tolerance
 
 __all__ = ["PROBE_CELLS", "PROBE_ROWS", "with_null_tolerance"]
 
@@ -110,15 +109,5 @@ def _finite(frame: pd.DataFrame) -> bool:
 
 
 def _same(want: pd.DataFrame, got: pd.DataFrame, tol: Tolerance) -> bool:
-    """Labels equal (the tolerance's share) and every number within the tolerance, row by
-    row: parity's rule (formats.parity.output_diff)."""
-    from formats.parity import output_diff
-
-    if list(want.columns) != list(got.columns):
-        return False
-    for column in want.columns:
-        a, b = want[column].to_numpy(), got[column].to_numpy()
-        if not ((a == b).mean() >= tol.labels if column == "label"
-                else output_diff(column, a, b, tol)[0].passed):  # fmt: skip
-            return False
-    return True
+    """The same columns, agreeing by parity's rule (:func:`formats.diff.compare_frames`)."""
+    return list(want.columns) == list(got.columns) and compare_frames(want, got, tol).passed

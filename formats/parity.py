@@ -8,7 +8,6 @@ data (:class:`ParityReport`, ``to_dict()``); :mod:`formats.render` draws them.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,22 +18,13 @@ import numpy as np
 import pandas as pd
 
 from formats.bundle import Bundle
+from formats.diff import OutputDiff, Tolerance, compare_frames
 from formats.errors import InputError, ModelportError
 from formats.load import ENGINES, Scorer, load
-from formats.manifest import Tolerance
 
-__all__ = ["EngineParity", "OutputDiff", "ParityReport", "output_diff", "parity", "read_data"]
+__all__ = ["EngineParity", "OutputDiff", "ParityReport", "parity", "read_data"]
 
 FIRST_ROWS = 5
-
-
-@dataclass
-class OutputDiff:
-    column: str
-    max_abs: float
-    max_rel: float
-    rows_over: int
-    passed: bool
 
 
 @dataclass
@@ -159,27 +149,14 @@ def _compare(
     seconds = time.perf_counter() - start
     result = EngineParity(fmt, engine, "pass", rows=len(data), precision=precision)
     result.seconds = seconds
-    bad = np.zeros(len(data), dtype=bool)
-    if "label" in expected:
-        same = expected["label"].to_numpy() == got["label"].to_numpy()
-        result.label_agreement = float(same.mean())
-        bad |= ~same
-        if result.label_agreement < tol.labels:
-            result.status = "fail"
-    for column in expected.columns:
-        if column == "label":
-            continue
-        if column not in got:  # a format without it (a PMML SVM has labels only): it fails
-            result.outputs.append(OutputDiff(column, math.inf, math.inf, len(data), False))
-            result.status, result.reason = "fail", getattr(scorer, "note", "") or (
-                f"{fmt} gives no {column}")
-            bad[:] = True
-            continue
-        diff = output_diff(column, expected[column].to_numpy(), got[column].to_numpy(), tol)
-        bad |= diff[1]
-        result.outputs.append(diff[0])
-        if not diff[0].passed:
-            result.status = "fail"
+    diff = compare_frames(expected, got, tol)
+    result.label_agreement = diff.label_agreement
+    result.outputs = diff.outputs
+    if not diff.passed:
+        result.status = "fail"
+    if diff.missing:  # a format without a column (a PMML SVM has labels only) fails on it
+        result.reason = getattr(scorer, "note", "") or f"{fmt} gives no {diff.missing[0]}"
+    bad = diff.disagree
     result.rows_disagree = int(bad.sum())
     for i in np.flatnonzero(bad)[:FIRST_ROWS]:
         row = {"row": int(i)}
@@ -187,22 +164,6 @@ def _compare(
         row |= {f"{fmt}.{c}": _plain(got[c].iloc[i]) for c in got.columns}
         result.first_disagreements.append(row)
     return result
-
-
-def output_diff(
-    column: str, want: np.ndarray, got: np.ndarray, tol: Tolerance
-) -> tuple[OutputDiff, np.ndarray]:
-    want = want.astype(np.float64)
-    got = got.astype(np.float64)
-    err = np.abs(got - want)
-    err = np.where(np.isnan(want) & np.isnan(got), 0.0, err)  # both missing: equal
-    err = np.where(np.isnan(err), np.inf, err)  # one missing: as wrong as it gets
-    over = err > tol.atol + tol.rtol * np.abs(want)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(err == 0, 0.0, err / np.abs(want))
-    max_abs = float(err.max()) if len(err) else 0.0
-    max_rel = float(np.nanmax(rel)) if len(rel) else 0.0
-    return OutputDiff(column, max_abs, max_rel, int(over.sum()), not over.any()), over
 
 
 def _plain(value: Any) -> Any:

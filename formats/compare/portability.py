@@ -17,29 +17,19 @@ import pandas as pd
 from formats.bundle import Bundle
 from formats.compare import _envs, _scripts
 from formats.compare.results import Cell
+from formats.diff import FrameDiff, compare_frames
 from formats.errors import MissingDependencyError, ModelportError
 from formats.load import load
 from formats.schema import conform
 
-__all__ = ["agreement", "node_onnx", "node_onnx_cell", "old_sklearn_cell", "pmml_engines_cell"]
+__all__ = ["node_onnx", "node_onnx_cell", "old_sklearn_cell", "pmml_engines_cell"]
 
 
-def agreement(want: pd.DataFrame, got: pd.DataFrame) -> tuple[float | None, float]:
-    """(share of equal labels or None for a regressor, max |difference| of the other columns)."""
-    share = None
-    if "label" in want:
-        same = want["label"].astype(str).to_numpy() == got["label"].astype(str).to_numpy()
-        share = float(same.mean())
-    numbers = [c for c in want.columns if c != "label"]
-    diff = np.abs(want[numbers].to_numpy(np.float64) - got[numbers].to_numpy(np.float64))
-    return share, float(np.nanmax(diff)) if diff.size else 0.0
-
-
-def _verdict(share: float | None, max_abs: float, atol: float) -> tuple[str, str]:
+def _verdict(diff: FrameDiff) -> tuple[str, str]:
+    """("ok" or "differs" by parity's rule, the agreement in words)."""
+    share = diff.label_agreement
     labels = "" if share is None else f"labels {share:.2%} equal, "
-    text = f"{labels}max |diff| {max_abs:.2g}"
-    same = (share is None or share == 1.0) and max_abs <= atol
-    return ("ok" if same else "differs"), text
+    return ("ok" if diff.passed else "differs"), f"{labels}max |diff| {diff.max_abs:.2g}"
 
 
 def _not_saved(bundle: Bundle, fmt: str) -> str | None:
@@ -77,14 +67,15 @@ def old_sklearn_cell(
         where = "unpickling" if answer.get("stage") == "unpickle" else "predicting"
         return Cell(check, "pickle", "error", f"{where} fails: {answer['error']}", details=details)
     got = _old_frame(answer, m.task, m.classes, expected)
-    share, max_abs = agreement(expected, got)
-    status, text = _verdict(share, max_abs, m.tolerance.atol)
+    diff = compare_frames(expected, got, m.tolerance)
+    status, text = _verdict(diff)
     if status == "ok" and warned:
         status = "warning"
     noted = _warnings(warned)
     summary = f"{'predicts the same' if status != 'differs' else 'predicts differently'}: {text}"
     summary += f"; warns: {noted}" if noted else "; no warnings"
-    return Cell(check, "pickle", status, summary, len(frame), share, max_abs, details)
+    return Cell(check, "pickle", status, summary, len(frame), diff.label_agreement, diff.max_abs,
+                details)  # fmt: skip
 
 
 def _warnings(counted: dict[str, int]) -> str:
@@ -137,12 +128,13 @@ def pmml_engines_cell(bundle: Bundle, frame: pd.DataFrame) -> Cell:
             return Cell(check, "pmml", "error", f"{engine}: {exc}")
         finally:
             scorer.close()  # type: ignore[attr-defined]
-    share, max_abs = agreement(outputs[0], outputs[1])
-    status, text = _verdict(share, max_abs, bundle.manifest.tolerance.atol)
+    diff = compare_frames(outputs[0], outputs[1], bundle.manifest.tolerance)
+    status, text = _verdict(diff)
     word = "agree" if status == "ok" else "disagree"
     summary = f"the engines {word} with each other: {text}"
     details = {"against": "each other"}
-    return Cell(check, "pmml", status, summary, len(frame), share, max_abs, details)
+    return Cell(check, "pmml", status, summary, len(frame), diff.label_agreement, diff.max_abs,
+                details)  # fmt: skip
 
 
 def node_onnx(bundle: Bundle, frame: pd.DataFrame, cache: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -211,7 +203,8 @@ def node_onnx_cell(bundle: Bundle, frame: pd.DataFrame, expected: pd.DataFrame, 
         return Cell(check, "onnx", "missing", str(exc), details={"against": "original"})
     except ModelportError as exc:
         return Cell(check, "onnx", "error", str(exc), details={"against": "original"})
-    share, max_abs = agreement(expected, got)
-    status, text = _verdict(share, max_abs, bundle.manifest.tolerance.atol)
+    diff = compare_frames(expected, got, bundle.manifest.tolerance)
+    status, text = _verdict(diff)
     summary = f"Node.js {info['node']}, onnxruntime-node {info['onnxruntime_node']}: {text}"
-    return Cell(check, "onnx", status, summary, len(frame), share, max_abs, info)
+    return Cell(check, "onnx", status, summary, len(frame), diff.label_agreement, diff.max_abs,
+                info)  # fmt: skip

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from formats.onnx.convert.base import ConversionResult, Tolerance
+from formats.diff import Tolerance
+from formats.onnx.conversion import ConversionResult
 from formats.onnx.verify.report import VerificationReport
 from formats.signature import Signature, TensorSpec
 

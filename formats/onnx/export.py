@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from formats.diff import Tolerance, compare_frames
 from formats.errors import ConversionError, FormatUnsupportedError
 from formats.schema import ColumnSpec, conform
 from formats.sklearn_formats import final_estimator
@@ -182,7 +183,8 @@ def _agreement(
     result: Any, model: Any, sample: pd.DataFrame, specs: list[ColumnSpec], task: str
 ) -> tuple[float, bool]:
     """(share of equal labels, or max relative error of predictions; whether that is exact
-    enough) of the converted model against the original on the sample."""
+    enough) of the converted model against the original on the sample, by parity's rule
+    (:func:`formats.diff.compare_frames`)."""
     from formats.onnx.scorer import OnnxScorer
 
     classes = list(model.classes_) if hasattr(model, "classes_") else None
@@ -190,11 +192,13 @@ def _agreement(
     x = conform(sample, specs).replace({None: np.nan})
     ref = np.asarray(model.predict(x))
     if task == "classification":
-        agreement = float(np.mean(scorer.raw_labels(sample).astype(str) == ref.astype(str)))
-        return agreement, agreement == 1.0 and _probabilities_agree(scorer, model, sample, x)
-    got = scorer.predict(sample)["prediction"].to_numpy()
-    rel = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-12)))
-    return rel, rel <= REGRESSION_RTOL
+        labels = compare_frames(pd.DataFrame({"label": ref}),
+                                pd.DataFrame({"label": scorer.raw_labels(sample)}), Tolerance())  # fmt: skip
+        agreement = float(labels.label_agreement or 0.0)
+        return agreement, labels.passed and _probabilities_agree(scorer, model, sample, x)
+    diff = compare_frames(pd.DataFrame({"prediction": ref}), scorer.predict(sample),
+                          Tolerance(atol=0.0, rtol=REGRESSION_RTOL))  # fmt: skip
+    return diff.outputs[0].max_rel, diff.passed
 
 
 def _refuse_categorical_splits(model: Any) -> None:
@@ -223,15 +227,15 @@ def _splits_in_float64(model: Any) -> bool:
 
 def _probabilities_agree(scorer: Any, model: Any, sample: pd.DataFrame, x: pd.DataFrame) -> bool:
     """Whether the converted classifier's probabilities (``scorer``'s) are the original's on
-    ``x`` (the conformed sample) within the default tolerance: a flipped split can move them
-    (by 0.78 for HistGradientBoosting on the penguins) while every label stays the same."""
+    ``x`` (the conformed sample) within the default tolerance: a flipped split can move a
+    probability far while every label stays the same."""
     if not hasattr(model, "predict_proba"):
         return True
-    from formats.manifest import Tolerance
-
     want = np.asarray(model.predict_proba(x), np.float64)
-    got = scorer.predict(sample).filter(like="proba_").to_numpy(np.float64)
-    return got.shape == want.shape and bool(np.all(np.abs(got - want) <= Tolerance().atol))
+    got = scorer.predict(sample).filter(like="proba_")
+    if got.shape != want.shape:
+        return False
+    return compare_frames(pd.DataFrame(want, columns=got.columns), got, Tolerance()).passed
 
 
 def _walk(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:

@@ -1,21 +1,20 @@
-"""What every converter takes and returns.
+"""What every converter takes (:class:`ConvertOptions`) and is (:class:`Converter`).
 
 A converter turns one framework's model into an ONNX ``ModelProto`` and also hands back a way to
 run the *original* model (``native``), so that verification can compare the two on any input.
+What it returns (:class:`ConversionResult`) is defined in :mod:`formats.onnx.conversion`, which
+verification reads without importing the converters; it is re-exported here.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-import onnx
-
-from formats.signature import Signature
+from formats.diff import Tolerance
+from formats.onnx.conversion import ConversionResult, Feed, NativeRunner
 
 __all__ = [
     "ConversionResult",
@@ -25,17 +24,6 @@ __all__ = [
     "NativeRunner",
     "Tolerance",
 ]
-
-Feed = dict[str, np.ndarray]
-# Runs the original model on a feed keyed by ONNX input names and returns arrays keyed by ONNX
-# output names (only the outputs it can produce; verification compares the common ones).
-NativeRunner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    atol: float
-    rtol: float
 
 
 @dataclass
@@ -53,27 +41,6 @@ class ConvertOptions:
     # torch/lightning: "dynamo" or "torchscript" pins one exporter; None tries dynamo, then falls
     # back to TorchScript (the choice and the reason land in ConversionResult.source)
     exporter: str | None = None
-
-
-@dataclass
-class ConversionResult:
-    model: onnx.ModelProto
-    signature: Signature
-    framework: str
-    sample: Feed  # the input example, keyed by ONNX input names
-    native: NativeRunner | None = None
-    tolerance: Tolerance = field(default_factory=lambda: Tolerance(1e-4, 1e-3))
-    # e.g. {"torch": "2.13.0", "exporter": "dynamo", "fallback_reason": ...}
-    source: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)  # human-readable facts worth reporting
-    task: str | None = None  # "classifier", "regressor" or None
-    label_output: str | None = None  # name of the output holding class labels (classifiers)
-    report: Any = None  # VerificationReport, filled in by formats.onnx.convert()
-
-    def save(self, path: str | Path) -> Path:
-        from formats._files import save_onnx
-
-        return save_onnx(self.model, path)
 
 
 class Converter(ABC):

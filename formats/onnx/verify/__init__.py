@@ -5,8 +5,10 @@ proto, against its original when one is given. Both return a ``VerificationRepor
 truthy when everything passed; failures are collected in it, never raised.
 """
 
+from formats.onnx.verify.cases import make_cases
 from formats.onnx.verify.checks import max_supported_opsets, run_checks
-from formats.onnx.verify.parity import compare, make_cases, verify, verify_conversion
+from formats.onnx.verify.file import verify
+from formats.onnx.verify.parity import compare, verify_conversion
 from formats.onnx.verify.report import (
     CaseResult,
     CheckResult,

@@ -1,22 +1,21 @@
-"""Parity: run the original and the ONNX model on the same inputs and compare every output.
-
-The sample alone is not enough: tracing exporters freeze the branch the sample took, so a model
-that does ``x * 2 if x.sum() > 0 else x - 1`` exports as ``x * 2`` and agrees on the sample. The
-inputs are therefore varied (negated, rescaled with noise, other batch sizes) before comparing.
+"""Parity of a fresh conversion: the original and the ONNX model run on the same inputs (the
+sample and its variations, :mod:`formats.onnx.verify.cases`), every output compared by the one
+rule of :mod:`formats.diff`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from formats._text import one_line
-from formats.errors import ModelLoadError, ModelportError, UsageError
-from formats.onnx.convert.base import ConversionResult, Feed, Tolerance
+from formats.diff import Tolerance, labels_equal, number_diff
+from formats.errors import ModelportError, UsageError
+from formats.onnx.conversion import ConversionResult
+from formats.onnx.verify.cases import make_cases
 from formats.onnx.verify.checks import requested_providers, run_checks
 from formats.onnx.verify.report import (
     CaseResult,
@@ -24,83 +23,11 @@ from formats.onnx.verify.report import (
     OutputComparison,
     VerificationReport,
 )
-from formats.signature import Signature
 
 if TYPE_CHECKING:
-    import onnx
-
     from formats.onnx.runtime import Session
 
-__all__ = ["Case", "compare", "make_cases", "verify", "verify_conversion"]
-
-LARGE_BATCH = 7  # odd and unlikely to be anyone's export batch size
-_SEED = 0  # variations are random but reproducible: the same report every run
-
-
-@dataclass
-class Case:
-    name: str
-    description: str
-    feed: Feed
-    batch: int | None = None
-
-
-def verify(
-    model: str | Path | onnx.ModelProto,
-    original: Any = None,
-    sample: Any = None,
-    *,
-    framework: str | None = None,
-    model_class: str | None = None,
-    providers: Sequence[str] | None = None,
-    atol: float | None = None,
-    rtol: float | None = None,
-) -> VerificationReport:
-    """Verify an existing ONNX model, against its ``original`` (object or file) when given.
-
-    Without an original only the structural checks run (and the sample, when given, must run).
-    """
-    from formats.datafiles import read_sample
-    from formats.onnx.convert import original_runner
-    from formats.onnx.convert.onnx import feed_from_sample, load_onnx
-
-    if isinstance(model, str | Path):
-        model = Path(model)
-    try:
-        proto = load_onnx(model)
-    except ModelLoadError as exc:
-        if isinstance(model, Path) and model.suffix.lower() != ".onnx" and not model.is_dir():
-            raise UsageError(
-                f"{str(model)!r} is not an ONNX model; verify takes the ONNX model first and "
-                "the model it came from with --original"
-            ) from exc
-        raise
-    signature = Signature.from_onnx(proto)
-    if isinstance(sample, str | Path):
-        sample = read_sample(sample)
-    if original is None:
-        if framework or model_class:
-            raise UsageError("--framework and --class describe the original; add --original FILE")
-        feed = feed_from_sample(sample, signature) if sample is not None else {}
-        result = ConversionResult(
-            model=proto,
-            signature=signature,
-            framework="onnx",
-            sample=feed,
-            source={"sample": "given" if sample is not None else "none"},
-        )
-    else:
-        runner, feed, name = original_runner(
-            original, signature, sample, framework=framework, model_class=model_class
-        )
-        result = ConversionResult(
-            model=proto,
-            signature=signature,
-            framework=name,
-            sample=feed,
-            native=runner,
-        )
-    return verify_conversion(result, providers=providers, atol=atol, rtol=rtol)
+__all__ = ["compare", "verify_conversion"]
 
 
 def verify_conversion(
@@ -110,9 +37,10 @@ def verify_conversion(
     rtol: float | None = None,
 ) -> VerificationReport:
     """Checks plus parity for a fresh conversion; every failure lands in the report."""
-    tolerance = Tolerance(
-        result.tolerance.atol if atol is None else float(atol),
-        result.tolerance.rtol if rtol is None else float(rtol),
+    tolerance = dataclasses.replace(
+        result.tolerance,
+        atol=result.tolerance.atol if atol is None else float(atol),
+        rtol=result.tolerance.rtol if rtol is None else float(rtol),
     )
     # "not >= 0" also refuses NaN, which would make every comparison pass silently.
     if not (tolerance.atol >= 0 and tolerance.rtol >= 0):
@@ -220,85 +148,6 @@ def _runs_on_sample(session: Session, sample: Mapping[str, np.ndarray]) -> Check
     return CheckResult("runs on sample", True, "ONNX Runtime ran the given sample")
 
 
-# -- input variations ---------------------------------------------------------------------------
-
-
-def make_cases(sample: Mapping[str, np.ndarray], signature: Signature) -> list[Case]:
-    """The sample, then variations of it that would expose a branch frozen at trace time."""
-    rng = np.random.default_rng(_SEED)
-    sample = {name: np.asarray(value) for name, value in sample.items()}
-    cases = [Case("sample", "the input example", dict(sample), _batch_of(sample, signature))]
-    floats = [n for n, v in sample.items() if v.dtype.kind == "f"]
-    if floats:
-        cases.append(
-            Case(
-                "negated",
-                "float inputs negated",
-                {n: -v if n in floats else v for n, v in sample.items()},
-                cases[0].batch,
-            )
-        )
-        cases.append(
-            Case(
-                "scaled",
-                "float inputs times a random scale plus noise",
-                {n: _rescale(v, rng) if n in floats else v for n, v in sample.items()},
-                cases[0].batch,
-            )
-        )
-    rows = _batch_of(sample, signature)
-    if rows:
-        sizes = [size for size in (1, LARGE_BATCH) if size != rows]
-        if rows > 1:
-            cases.append(
-                Case(
-                    "shuffled",
-                    f"the sample's {rows} rows reordered",
-                    _rows(sample, rng, rows),
-                    rows,
-                )
-            )
-        for size in sizes:
-            cases.append(
-                Case(
-                    f"batch={size}",
-                    f"{size} row(s) drawn from the sample",
-                    _rows(sample, rng, size),
-                    size,
-                )
-            )
-    return cases
-
-
-def _batch_of(sample: Mapping[str, np.ndarray], signature: Signature) -> int | None:
-    """Rows in the sample when every input has a symbolic first axis of the same length."""
-    lengths = set()
-    for spec in signature.inputs:
-        value = sample.get(spec.name)
-        if value is None or not spec.has_dynamic_batch or value.ndim == 0:
-            return None
-        lengths.add(value.shape[0])
-    if len(lengths) != 1:
-        return None
-    rows = lengths.pop()
-    return rows if rows > 0 else None
-
-
-def _rows(sample: Mapping[str, np.ndarray], rng: np.random.Generator, size: int) -> Feed:
-    # The same row indices for every input, so that rows of multi-input models stay together;
-    # tiling a permutation uses every row before repeating any.
-    rows = next(iter(sample.values())).shape[0]
-    index = np.resize(rng.permutation(rows), size)
-    return {name: np.ascontiguousarray(value[index]) for name, value in sample.items()}
-
-
-def _rescale(value: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    scale = rng.uniform(0.5, 2.0)
-    spread = float(np.std(value)) if value.size else 0.0
-    noise = rng.standard_normal(value.shape) * (0.1 * spread if spread > 0 else 0.1)
-    return (value * scale + noise).astype(value.dtype)
-
-
 # -- comparison ---------------------------------------------------------------------------------
 
 
@@ -337,80 +186,24 @@ def compare(
     act = act.reshape(exp.shape)  # same size: still compare values to say how far off it is
     numeric = _kind(exp) in ("float", "int", "bool") and _kind(act) in ("float", "int", "bool")
     if label or not numeric:
-        equal = _equal(exp, act)
+        equal = labels_equal(exp, act)
         agreement = float(equal.mean()) if equal.size else 1.0
         comp.mismatch_fraction = 1.0 - agreement
         if label:
             comp.label_agreement = agreement
-        if agreement < 1.0:
+        if agreement < tolerance.labels:
             problems.append(f"{1.0 - agreement:.2%} of {'labels' if label else 'values'} differ")
     if numeric:
-        _numeric_stats(comp, exp, act, tolerance, problems, set_mismatch=not label)
+        diff = number_diff(exp, act, tolerance)
+        comp.max_abs_error, comp.max_rel_error = diff.max_abs, diff.max_rel
+        comp.min_passing_atol = diff.min_passing_atol
+        if not label:
+            comp.mismatch_fraction = float(diff.over.mean()) if diff.over.size else 0.0
+            if not diff.passed:
+                problems.append(f"{comp.mismatch_fraction:.2%} of values out of tolerance")
     comp.passed = not problems
     comp.detail = "; ".join(problems)
     return comp
-
-
-def _numeric_stats(
-    comp: OutputComparison,
-    exp: np.ndarray,
-    act: np.ndarray,
-    tolerance: Tolerance,
-    problems: list[str],
-    *,
-    set_mismatch: bool,
-) -> None:
-    e, a = exp.astype(np.float64), act.astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        _float_stats(comp, e, a, tolerance, problems, set_mismatch=set_mismatch)
-
-
-def _float_stats(
-    comp: OutputComparison,
-    e: np.ndarray,
-    a: np.ndarray,
-    tolerance: Tolerance,
-    problems: list[str],
-    *,
-    set_mismatch: bool,
-) -> None:
-    if e.size == 0:
-        comp.max_abs_error = comp.max_rel_error = comp.min_passing_atol = 0.0
-        if set_mismatch:
-            comp.mismatch_fraction = 0.0
-        return
-    finite = np.isfinite(e) & np.isfinite(a)
-    # NaN where both are NaN and equal infinities are agreement, not error.
-    special_ok = (np.isnan(e) & np.isnan(a)) | (np.isinf(e) & (e == a))
-    special_bad = ~finite & ~special_ok
-    diff = np.where(finite, np.abs(a - e), 0.0)
-    magnitude = np.where(finite, np.abs(e), 0.0)
-    mismatch = (diff > tolerance.atol + tolerance.rtol * magnitude) | special_bad
-    needed = float(np.max(diff - tolerance.rtol * magnitude))
-    comp.max_abs_error = float("inf") if special_bad.any() else float(diff.max())
-    comp.max_rel_error = (
-        float("inf")
-        if special_bad.any()
-        else float(np.max(diff / np.maximum(magnitude, np.finfo(np.float64).tiny)))
-    )
-    comp.min_passing_atol = float("inf") if special_bad.any() else max(needed, 0.0)
-    if set_mismatch:
-        comp.mismatch_fraction = float(mismatch.mean())
-        if mismatch.any():
-            problems.append(f"{comp.mismatch_fraction:.2%} of values out of tolerance")
-
-
-def _equal(exp: np.ndarray, act: np.ndarray) -> np.ndarray:
-    if _kind(exp) == "str" or _kind(act) == "str":
-        return np.asarray(
-            [_text(x) == _text(y) for x, y in zip(exp.ravel(), act.ravel(), strict=True)],
-            dtype=bool,
-        )
-    return np.asarray(exp == act).reshape(-1)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _kind(array: np.ndarray) -> str:
