@@ -1,4 +1,6 @@
-"""Atomic file writes: a crash mid-write never leaves a half file where the final one goes."""
+"""Files and locations: atomic writes (a crash mid-write never leaves a half file where the final
+one goes), and the one rule for whether a location is a local path (:func:`local_path`).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +9,50 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
-
-import onnx
+from typing import IO, TYPE_CHECKING, Any
 
 from formats.errors import UsageError
 
-__all__ = ["apply_umask", "atomic_path", "atomic_write", "save_onnx"]
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = [
+    "apply_umask",
+    "atomic_path",
+    "atomic_write",
+    "local_path",
+    "pyarrow_filesystem",
+    "save_onnx",
+]
+
+
+def local_path(location: str | Path) -> Path | None:
+    """The local path that ``location`` names, or None where it names another filesystem.
+
+    A location without ``://`` is a local path; a ``file:`` URI is its path (``file:///tmp/x``
+    and Hadoop's ``file:/tmp/x`` are both ``/tmp/x``); any other scheme (``s3a://``,
+    ``hdfs://``, ``gs://``) is None: only that filesystem's client reaches it. The path is
+    returned as written (relative stays relative).
+    """
+    if isinstance(location, Path):
+        return location
+    if location.startswith("file:"):
+        return Path(location.removeprefix("file:").removeprefix("//"))
+    return None if "://" in location else Path(location)
+
+
+def pyarrow_filesystem(location: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, path within it) for ``location``; (None, the local path) where
+    :func:`local_path` finds one. ``s3a://`` (Hadoop's S3 client) is read as ``s3://``.
+    Raises what pyarrow raises for a scheme it cannot open (ArrowInvalid, OSError, ...)."""
+    local = local_path(location)
+    if local is not None:
+        return None, str(local)
+    from pyarrow import fs
+
+    uri = "s3://" + location[len("s3a://") :] if location.startswith("s3a://") else location
+    filesystem, path = fs.FileSystem.from_uri(uri)
+    return filesystem, str(path)
 
 
 @contextlib.contextmanager
@@ -50,6 +89,8 @@ def atomic_write(destination: str | Path, mode: str = "wb") -> Iterator[IO[bytes
 
 
 def save_onnx(model: onnx.ModelProto, destination: str | Path) -> Path:
+    import onnx
+
     destination = Path(destination)
     with atomic_path(destination) as tmp:
         if model.ByteSize() > 1_900_000_000:  # protobuf's 2 GiB limit: weights go beside it

@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from formats._files import local_path, pyarrow_filesystem
 from formats.errors import IntegrityError, NotFoundError
 from formats.manifest import FORMATS, Manifest
 
@@ -36,14 +37,8 @@ def sha256_file(path: Path) -> str:
 
 def _split_uri(location: str) -> tuple[Any, str]:
     """(pyarrow filesystem or None for local, path within it)."""
-    if "://" not in location or location.startswith("file://"):
-        return None, location.removeprefix("file://")
-    from pyarrow import fs
-
-    uri = "s3://" + location[len("s3a://") :] if location.startswith("s3a://") else location
     try:
-        filesystem, path = fs.FileSystem.from_uri(uri)
-        return filesystem, str(path)
+        return pyarrow_filesystem(location)
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... per scheme
         raise NotFoundError(f"cannot open bundle location {location!r}: {exc}") from exc
 
@@ -62,8 +57,7 @@ class Bundle:
 
     @property
     def local_path(self) -> Path | None:
-        filesystem, path = _split_uri(self.location)
-        return Path(path) if filesystem is None else None
+        return local_path(self.location)
 
     def _read_raw(self, name: str) -> bytes:
         filesystem, root = _split_uri(self.location)
