@@ -35,8 +35,54 @@ class Scorer(Protocol):
 def load(
     bundle: Bundle | str | Path, fmt: str = "onnx", engine: str | None = None, **options: Any
 ) -> Scorer:
-    """A scorer of ``bundle``'s ``fmt`` model. ONNX takes ``providers`` and
-    ``intra_op_threads`` options; other formats take none."""
+    """A scorer of one format of a bundle, on one engine.
+
+    Every scorer's ``predict(DataFrame) -> DataFrame`` checks its input against the bundle's
+    schema and returns the same columns: ``label`` and ``proba_<class>`` for a classifier,
+    ``prediction`` for a regressor.
+
+    Parameters
+    ----------
+    bundle
+        The bundle, or its location: a local path or a URI pyarrow reads (``s3://``, ...).
+    fmt
+        ``"onnx"`` (the default), ``"pickle"``, ``"skops"`` or ``"pmml"``.
+    engine
+        The engine for ``fmt``: ``"onnxruntime"``; ``"sklearn"`` for pickle and skops;
+        ``"pypmml"`` (the default) or ``"jpmml"`` for PMML.
+    **options
+        ONNX only: ``providers`` (ONNX Runtime's execution providers) and
+        ``intra_op_threads``.
+
+    Returns
+    -------
+    Scorer
+        An object with ``fmt``, ``engine`` and ``predict``.
+
+    Raises
+    ------
+    UsageError
+        An unknown format or engine, or options for a format other than ONNX.
+    NotFoundError
+        No bundle at ``bundle``, or the bundle has no ``fmt`` model (the manifest says why).
+    IntegrityError
+        The model file's sha256 is not the manifest's: the file was changed or truncated.
+    ModelLoadError
+        The model file cannot be loaded.
+    MissingDependencyError
+        The engine's package, or Java for PMML, is missing.
+
+    Examples
+    --------
+    With ``path``, ``X`` and ``model`` from :func:`formats.save`'s example:
+
+    >>> scorer = formats.load(path, "onnx")
+    >>> scores = scorer.predict(X)
+    >>> list(scores.columns)
+    ['label', 'proba_Adelie', 'proba_Gentoo']
+    >>> scores["label"].tolist() == list(model.predict(X))
+    True
+    """
     if not isinstance(bundle, Bundle):
         bundle = Bundle.open(bundle)
     if fmt not in ENGINES:

@@ -86,9 +86,56 @@ def parity(
     tolerance: Tolerance | None = None,
     rows: int | None = None,
 ) -> ParityReport:
-    """Compare every (or the named) format and engine with the original on ``data``.
+    """Score the same rows with every format and engine of a bundle and with the original.
 
-    ``data`` defaults to the bundle's input example; pass held-out rows for a real check.
+    The original is the pickle, scored by the fitted object's own ``predict`` and
+    ``predict_proba``. A format passes where labels agree on the tolerance's share of rows and
+    every probability or prediction is within ``atol + rtol * |original|``
+    (:mod:`formats.diff`). An engine that fails to load or score is a result with status
+    ``"error"``, not an exception.
+
+    Parameters
+    ----------
+    bundle
+        The bundle, or its location.
+    data
+        The rows to score: a DataFrame, or a Parquet file or directory. By default the
+        bundle's input example (rows of the training sample); pass held-out rows for a real
+        check.
+    formats
+        The formats to compare (all but the pickle by default).
+    tolerance
+        What passes; by default the bundle's own (``manifest.tolerance``).
+    rows
+        Compare only the first ``rows`` rows of ``data``.
+
+    Returns
+    -------
+    ParityReport
+        One result per format and engine (``"pass"``, ``"fail"``, ``"not saved"`` or
+        ``"error"``, with the label agreement and each output's largest difference);
+        ``report.passed`` is True when every saved format passed.
+
+    Raises
+    ------
+    NotFoundError
+        No bundle at ``bundle``.
+    InputError
+        ``data`` cannot be read, has no rows, or does not have the model's columns.
+    IntegrityError
+        The bundle's pickle (the original) is not the file the manifest describes.
+    ModelLoadError
+        The bundle's pickle cannot be loaded.
+
+    Examples
+    --------
+    With ``path`` and ``X`` from :func:`formats.save`'s example:
+
+    >>> report = formats.parity(path, X, formats=["onnx"])
+    >>> report.passed
+    True
+    >>> [(r.fmt, r.engine, r.status) for r in report.results]
+    [('onnx', 'onnxruntime', 'pass')]
     """
     if not isinstance(bundle, Bundle):
         bundle = Bundle.open(bundle)

@@ -52,11 +52,68 @@ def save(
     tolerance: Tolerance | None = None,
     overwrite: bool = False,
 ) -> Bundle:
-    """Write ``model`` (fitted on ``sample``'s columns) as a bundle directory ``out_dir``.
+    """Write a fitted model as a bundle: one directory holding it in every format it fits.
 
-    Raises InputError for an unfitted model or a sample that does not match it, UsageError for an
-    unknown format or an existing ``out_dir`` (unless ``overwrite``), MissingDependencyError
-    when PMML is asked for and Java is missing. Returns the opened bundle.
+    The bundle is written beside ``out_dir`` and renamed into place, so it is whole or absent.
+    A format that cannot take the model does not stop the others: the manifest records which
+    step failed and why, and the bundle holds the rest.
+
+    Parameters
+    ----------
+    model
+        A fitted scikit-learn estimator or pipeline (XGBoost and LightGBM models included).
+    out_dir
+        The bundle directory to create.
+    sample
+        Rows with the columns the model was fitted on, as a DataFrame: the input schema, the
+        ONNX export's checks and the bundle's input example are read off it.
+    formats
+        The formats to write, of ``"pickle"``, ``"skops"``, ``"pmml"`` and ``"onnx"`` (all by
+        default; PMML needs Java).
+    name, version, tags, description
+        Recorded in the manifest; ``name`` defaults to ``out_dir``'s name.
+    onnx_precision
+        ``"auto"`` (float32, or float64 where that agrees better with the original on
+        ``sample``), ``"float32"`` or ``"float64"``.
+    onnx_trees
+        ``"auto"`` (a tree ensemble of small trees as matrix products, where that agrees with
+        the original as well), ``"matmul"`` or ``"ensemble"``.
+    tolerance
+        What :func:`formats.parity` accepts for this bundle. By default labels must be equal and
+        numbers within ``atol=1e-5`` (and ``rtol=1e-5`` for a regressor).
+    overwrite
+        Replace an existing ``out_dir``.
+
+    Returns
+    -------
+    Bundle
+        The bundle, opened; ``bundle.manifest`` says what was saved, and why not.
+
+    Raises
+    ------
+    InputError
+        The model is not fitted, or ``sample`` does not have its columns.
+    UsageError
+        An unknown format, or ``out_dir`` exists and ``overwrite`` is False.
+    ConversionError
+        An unknown ``onnx_precision`` or ``onnx_trees``.
+    MissingDependencyError
+        PMML is asked for and Java is missing (checked before anything is written).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import pandas as pd
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> import formats
+    >>> X = pd.DataFrame({"bill_length_mm": [39.1, 46.5, 49.0, 38.6, 50.2, 37.8],
+    ...                   "flipper_length_mm": [181.0, 210.0, 220.0, 190.0, 225.0, 186.0]})
+    >>> y = ["Adelie", "Gentoo", "Gentoo", "Adelie", "Gentoo", "Adelie"]
+    >>> model = LogisticRegression().fit(X, y)
+    >>> path = tempfile.mkdtemp() + "/penguins"
+    >>> bundle = formats.save(model, path, sample=X, formats=["pickle", "onnx"])
+    >>> bundle.manifest.saved_formats()
+    ['pickle', 'onnx']
     """
     destination = Path(out_dir)
     unknown = [f for f in formats if f not in FORMATS]
