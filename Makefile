@@ -115,7 +115,7 @@ compare-local: setup | $(DATA) $(BUNDLE) ## the in-process half alone (python -m
 	$(PY) -m formats compare $(BUNDLE) --data $(DATA) --out out/compare
 
 jvm: setup ## compile the PMML Java UDF (jobs/java) into .cache/jvm (compare does it when needed)
-	$(PY) -m jobs._jvm
+	$(PY) -m jobs.comparison.jvm
 
 bench: setup ## the job against its peers, pinned cores, medians (see README: Benchmarks)
 	$(PY) -m jobs.bench --rows $(ROWS) --cores 1,2 --models rf,logreg --repeats 5 --marginal-rows 3000000 --tree-forms --scaling-pairs 2

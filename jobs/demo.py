@@ -57,8 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.no_spark:
             return
         _step(f"4. score {data} with Spark: spark-submit jobs/score.py")
-        from jobs._settings import DEFAULT_CONF
         from jobs.score import main as score_main
+        from jobs.scoring.settings import DEFAULT_CONF
 
         # the repository's conf/local.toml wherever the demo is run from
         code = score_main(

@@ -106,7 +106,7 @@ def cnn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
     from torch import nn
 
     from formats.onnx import convert
-    from jobs._tensor import bundle_from_onnx
+    from jobs.scoring.tensor import bundle_from_onnx
 
     class CNN(nn.Module):
         def __init__(self) -> None:

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import formats
-from jobs._summary import SUMMARY_NAME
 from jobs.score import main
+from jobs.scoring.output.summary import SUMMARY_NAME
 from tests.conftest import FEATURES, penguins
 
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]

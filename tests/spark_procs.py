@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import pyarrow.parquet as pq
 
-from jobs import _procs
-from jobs.cluster import spark_env
+from jobs.localcluster import procs as _procs
+from jobs.localcluster.cluster import spark_env
 
 ROOT = Path(__file__).resolve().parents[1]
 EXECUTOR = "org.apache.spark.executor.CoarseGrainedExecutorBackend"

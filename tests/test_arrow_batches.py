@@ -1,5 +1,5 @@
 """Spark's per-row Arrow batch size check, skipped only where it can change no batch
-(jobs._arrow_batches)."""
+(jobs.scoring.output.batches)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from pyspark.sql import types as T
 
-from jobs._arrow_batches import MAX_BYTES, _bytes, row_bytes, skipping_size_check
-from jobs._model import load_model
-from jobs._settings import load_settings
-from jobs._udf import ScoreMetrics, score
+from jobs.scoring.model import load_model
+from jobs.scoring.output.batches import MAX_BYTES, _bytes, row_bytes, skipping_size_check
+from jobs.scoring.settings import load_settings
+from jobs.scoring.transform import plan
 
 
 def test_row_bytes_counts_fixed_widths_and_names_a_variable_one() -> None:
@@ -94,9 +94,7 @@ def test_the_job_sends_fixed_widths_with_codes_and_not_with_strings(
     model = load_model(penguins_bundle)
     got = {}
     for codes in ("true", "false"):
-        metrics = ScoreMetrics()
-        score(df, model, load_settings(None, [f"execution.string_codes={codes}"]), metrics)
-        got[codes] = metrics.row_bytes
+        got[codes] = plan(df, model, load_settings(None, [f"execution.string_codes={codes}"])).row_bytes
     # row_id (long) and the model's columns: 4 floats, a long year, 2 int32 codes
     assert got["true"] == (1 + 9 + 4 * 5 + 9 + 2 * 5, "")
     assert got["false"] == (None, "island")

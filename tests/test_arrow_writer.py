@@ -1,5 +1,5 @@
 """The scores written by pyarrow in the workers and committed by the driver
-(jobs._arrow_writer): the same Parquet as Spark's writer, only reported attempts committed,
+(jobs.scoring.output.arrow): the same Parquet as Spark's writer, only reported attempts committed,
 a failed run leaves the output as it was, and Spark's writer wherever this one cannot write."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from formats.errors import InputError, UsageError
-from jobs._arrow_writer import MAX_ROWS_CONF, ArrowSink, choose_writer
-from jobs._summary import SUMMARY_NAME
+from jobs.scoring.output import choose_writer
+from jobs.scoring.output.arrow import MAX_ROWS_CONF, ArrowSink
+from jobs.scoring.output.summary import SUMMARY_NAME
 from tests.invalid_data import PLANTED, PROBA, planted_rows, run, write_parquet
 
 

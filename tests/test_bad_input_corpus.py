@@ -259,7 +259,7 @@ def test_a_file_spark_cannot_read_is_one_line_with_its_cause_and_fix(
 ) -> None:
     """On a cluster filesystem the driver reads no footers, and the task fails: the job's line
     for Spark's real error (the cause Spark nests under its class, and what to do)."""
-    from jobs.score import spark_error
+    from jobs._cli import spark_error
 
     args = prepare(ctx)
     source = args[args.index("--input") + 1]
@@ -278,8 +278,8 @@ def test_a_failed_query_logs_no_trace_in_a_job_s_session(
     compare printed 8 KB of it per failing engine); a job's session leaves stderr to the job."""
     from pyspark.sql import functions as F
 
-    from jobs._session import build_session
-    from jobs._settings import load_settings
+    from jobs.scoring.session import build_session
+    from jobs.scoring.settings import load_settings
 
     build_session(load_settings(None))  # the test session is active: it is the one returned
     df = spark.read.parquet(str(ctx.parquet))

@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from jobs._bench_measure import cpu_split, tree_cpu_seconds
-from jobs._bench_report import (
+from jobs.benchmark.measure import cpu_split, tree_cpu_seconds
+from jobs.benchmark.report import (
     apart_scaling,
     bound_by_round,
     cpu_per_million,
@@ -26,7 +26,7 @@ from jobs._bench_report import (
     scaling,
     targets,
 )
-from jobs._udf import _column_values
+from jobs.scoring.worker import _column_values
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def test_cpu_split_puts_a_java_process_apart_from_python_workers(tmp_path: Path)
     """A live child run as ``java`` counts as the JVM, another live child as a Python worker
     (this process's own CPU and its reaped children's as the driver); the parts add up to what
     /proc gives the whole tree."""
-    from jobs import _procs
+    from jobs.localcluster import procs as _procs
 
     java = tmp_path / "java"
     java.symlink_to(sys.executable)
@@ -171,7 +171,7 @@ def test_one_core_sessions_at_once_give_the_machine_s_own_scaling() -> None:
 
 
 def test_the_collector_of_an_a_b_replaces_the_conf_files_one() -> None:
-    from jobs._bench_measure import with_gc
+    from jobs.benchmark.measure import with_gc
 
     conf = "-Dlog4j2.configurationFile=x -XX:+UseParallelGC -Dy=1"
     assert with_gc(conf, "conf") == conf
@@ -182,8 +182,8 @@ def test_the_collector_of_an_a_b_replaces_the_conf_files_one() -> None:
 def test_the_tree_forms_are_timed_and_reported(tmp_path: Path) -> None:
     from formats import save
     from formats.onnx.scorer import OnnxScorer
-    from jobs._bench_measure import _ensemble_rate
-    from jobs._bench_trees import tree_forms
+    from jobs.benchmark.measure import _ensemble_rate
+    from jobs.benchmark.trees import tree_forms
     from jobs.export import train
 
     forms = tree_forms(splits=(7,))  # real forests, real ORT; no assertion on the times

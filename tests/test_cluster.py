@@ -25,10 +25,17 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import _procs
-from jobs._summary import SUMMARY_NAME
-from jobs.cluster import Cluster, down, master_json, processes, spark_env, submit_command
 from jobs.datagen import generate
+from jobs.localcluster import procs as _procs
+from jobs.localcluster.cluster import (
+    Cluster,
+    down,
+    master_json,
+    processes,
+    spark_env,
+    submit_command,
+)
+from jobs.scoring.output.summary import SUMMARY_NAME
 from tests.spark_procs import (
     data_files,
     executors,
@@ -166,7 +173,7 @@ def test_up_package_submit_scores_every_row_once(
     assert all(w["host"] == "127.0.0.1" for w in alive)
 
     names = zipfile.ZipFile(dist / "modelport-code.zip").namelist()
-    assert {"jobs/score.py", "jobs/_udf.py", "formats/onnx/scorer.py"} <= set(names)
+    assert {"jobs/score.py", "jobs/scoring/worker.py", "formats/onnx/scorer.py"} <= set(names)
     assert all(n.startswith(("jobs/", "formats/")) and "__pycache__" not in n for n in names)
     with tarfile.open(dist / "env.tar.gz") as tar:
         members = tar.getnames()
@@ -274,7 +281,7 @@ def test_driver_killed_mid_write_then_rerun(
     _wait_idle(cluster)
     # the write had begun (part_way saw its _temporary): the finished tasks' files sat there,
     # where no reader sees them, and the Python driver, left without its JVM, removed them
-    # and the output directory it had made (jobs._arrow_writer)
+    # and the output directory it had made (jobs.scoring.output.arrow)
     assert not out.exists() or [p.name for p in out.iterdir()] == ["_temporary"]
     if out.exists():
         assert data_files(out) == []

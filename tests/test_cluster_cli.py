@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from formats.errors import UsageError
-from jobs import _procs
-from jobs.cluster import Cluster, _pick, processes, submit_command
+from jobs.localcluster import procs as _procs
+from jobs.localcluster.cluster import Cluster, _pick, processes, submit_command
 
 ROOT = Path(__file__).resolve().parents[1]
 

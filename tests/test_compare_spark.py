@@ -16,11 +16,11 @@ import pytest
 
 import formats
 from formats.bundle import Bundle
-from jobs import _jvm
-from jobs._compare_engines import ENGINES, Target, jpmml_java_udf, register_pmml_udf
-from jobs._compare_spark import measure, prepare
-from jobs._settings import load_settings
 from jobs.compare import main
+from jobs.comparison import jvm as _jvm
+from jobs.comparison.engines import ENGINES, Target, jpmml_java_udf, register_pmml_udf
+from jobs.comparison.spark import measure, prepare
+from jobs.scoring.settings import load_settings
 
 TINY = ["--batch-sizes", "1,50", "--repeats", "1", "--latency-rows", "10", "--parity-rows", "300",
         "--min-seconds", "0.05", "--no-old-sklearn", "--no-node", "--formats", "pickle,onnx",
@@ -143,7 +143,7 @@ def test_a_glob_pattern_input_is_read_as_spark_reads_it(
 ) -> None:
     """The comparison's input checks and its local slicing read a pattern's files (pyarrow
     takes no Hadoop patterns); the slices hold the matched files' rows and no others."""
-    from jobs.compare import check_columns
+    from jobs.comparison import check_columns
 
     _, bundle = fitted
     pattern = f"{penguins_parquet}/part-{{0,2}}.parquet"
@@ -162,7 +162,7 @@ def test_a_partitioned_input_keeps_its_partition_column(
     names, not the files. The checks read it as Spark does (an int), and the slices hold it:
     pyarrow kept the files' Spark metadata, whose schema has no year, and Spark then read
     none (every engine failed on "`year` cannot be resolved")."""
-    from jobs.compare import check_columns
+    from jobs.comparison import check_columns
 
     _, bundle = fitted
     parts = tmp_path / "parts"

@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from jobs import _procs
-from jobs.cluster import spark_env
+from jobs.localcluster import procs as _procs
+from jobs.localcluster.cluster import spark_env
 from tests.spark_procs import connect_server
 from tests.test_score_job import assert_matches_pickle, assert_one_error, run, summary_of
 
@@ -28,7 +28,7 @@ CLIENT = r"""
 import hashlib, json, os, sys
 import pyarrow as pa
 from pyspark.sql import SparkSession
-from jobs._session import is_connect, share_bytes
+from jobs.scoring.session import is_connect, share_bytes
 from jobs.udf import input_columns, onnx_udf
 
 url, bundle, source, out = sys.argv[1:5]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jobs._inputs import data_files, is_glob, matches
+from jobs.scoring.checks import data_files, is_glob, matches
 
 
 def _tree(root: Path, *names: str) -> None:

@@ -19,7 +19,7 @@ import pytest
 import formats
 from formats.schema import input_specs
 from formats.unknowns import with_unknown_tolerance
-from jobs._summary import SUMMARY_NAME
+from jobs.scoring.output.summary import SUMMARY_NAME
 from tests.conftest import FEATURES, penguins
 from tests.invalid_data import (
     PLANTED,
@@ -281,8 +281,8 @@ def test_out_of_range_is_where_a_float32_cast_overflows(
 ) -> None:
     """The JVM's test for a double that float32 cannot hold, against numpy's own cast, at the
     boundary (Float.MAX_VALUE rounds from below up to halfway to 2^128)."""
-    from jobs._model import load_model
-    from jobs._validate import checks, first_rule
+    from jobs.scoring.model import load_model
+    from jobs.scoring.rules import checks, first_rule
 
     spec = load_model(penguins_bundle).spec
     fmax = float(np.finfo(np.float32).max)
@@ -310,8 +310,8 @@ def test_an_integer_column_gets_only_the_rules_it_can_break(
     spark: Any, penguins_bundle: Path
 ) -> None:
     """A bigint year (int64 input) can be null, nothing else; a double year can be anything."""
-    from jobs._model import load_model
-    from jobs._validate import checks
+    from jobs.scoring.model import load_model
+    from jobs.scoring.rules import checks
 
     spec = load_model(penguins_bundle).spec
 

@@ -16,9 +16,9 @@ from onnx import TensorProto, helper
 import formats
 from formats.errors import VerificationFailedError
 from formats.onnx.label_index import LABEL_INDEX, label_as_index
-from jobs._model import LoadedModel, load_model
-from jobs._settings import load_settings
-from jobs._udf import ScoreMetrics, score
+from jobs.scoring.model import LoadedModel, load_model
+from jobs.scoring.settings import load_settings
+from jobs.scoring.transform import ScoreMetrics, score
 from tests.conftest import FEATURES, penguins
 
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
@@ -168,7 +168,7 @@ def test_the_parity_gate_checks_the_label_index(
 ) -> None:
     """A label index that names the wrong class (an ArgMin in place of the ArgMax) stops the
     job before it scores, when it feeds strings as when it feeds codes."""
-    from jobs.score import parity_gate
+    from jobs.scoring.gate import parity_gate
 
     model = load_model(matmul_bundle)
     wrong = onnx.load_from_string(model.strings_model)

@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 
 import formats
-from jobs._summary import SUMMARY_NAME
 from jobs.score import main
+from jobs.scoring.output.summary import SUMMARY_NAME
 from tests.conftest import FEATURES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_job_scores_writes_and_summarises(
     assert "Spark's per-row size check skipped" in summary["arrow_batches"]
     assert spark.conf.get("spark.sql.execution.arrow.maxBytesPerBatch", None) is None
     assert "rows scored" in stdout and "CPUExecutionProvider" in stdout
-    # a local output: the workers wrote it (jobs._arrow_writer), and nothing staged is left
+    # a local output: the workers wrote it (jobs.scoring.output.arrow), and nothing staged is left
     assert summary["writer"].startswith("pyarrow in the Python workers")
     assert not (out / "_temporary").exists()
 
@@ -432,7 +432,7 @@ def test_an_executor_error_of_ours_is_one_line(
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, tmp_path / "identity.onnx")
-    from jobs._tensor import bundle_from_onnx
+    from jobs.scoring.tensor import bundle_from_onnx
 
     bundle = bundle_from_onnx(tmp_path / "identity.onnx", tmp_path / "bundle")
     source = _write(tmp_path, pd.DataFrame({"x": [[1.0, 2.0, 3.0]] * 10}))

@@ -17,9 +17,10 @@ import pytest
 
 import formats
 from formats.errors import InputError, UsageError
-from jobs._model import LoadedModel, literal, load_model
-from jobs._settings import Settings, load_settings
-from jobs._udf import ScoreMetrics, score
+from jobs.scoring.model import LoadedModel, load_model
+from jobs.scoring.plan import literal
+from jobs.scoring.settings import Settings, load_settings
+from jobs.scoring.transform import ScoreMetrics, score
 from tests.conftest import FEATURES, penguins
 
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from formats.errors import UsageError
-from jobs._session import read_properties
-from jobs._settings import DEFAULT_CONF, load_settings
+from jobs.scoring.session import read_properties
+from jobs.scoring.settings import DEFAULT_CONF, load_settings
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -19,9 +19,9 @@ from onnx import TensorProto, helper
 
 import formats
 from formats.onnx.string_codes import StringCodes, encode
-from jobs._model import LoadedModel, load_model
-from jobs._settings import load_settings
-from jobs._udf import ScoreMetrics, score
+from jobs.scoring.model import LoadedModel, load_model
+from jobs.scoring.settings import load_settings
+from jobs.scoring.transform import ScoreMetrics, plan
 from tests.conftest import FEATURES, penguins
 
 ODD = "Dre'am \\ \"quoted\""  # a category that needs escaping in SQL
@@ -179,9 +179,10 @@ def test_the_job_sends_codes_and_scores_as_the_pipeline(
         conf = load_settings(
             None, [f"execution.string_codes={codes}", f"validation.on_invalid={on_invalid}"]
         )
-        got[codes] = score(df, model, conf, metrics).toPandas().set_index("row_id").sort_index()
+        planned = plan(df, model, conf, metrics)
+        got[codes] = planned.frame().toPandas().set_index("row_id").sort_index()
         assert metrics.result()["rows_in"] == len(data)
-        assert metrics.result()["string_inputs"] == (
+        assert planned.strings == (
             "int32 codes (island, sex)" if codes == "true"
             else "strings (execution.string_codes = false)"
         )  # fmt: skip
@@ -204,9 +205,9 @@ def test_a_collated_column_is_sent_as_strings(
     df = spark.createDataFrame(data).selectExpr(
         "*", "island COLLATE UTF8_LCASE AS island_lc"
     ).drop("island").withColumnRenamed("island_lc", "island")
-    metrics = ScoreMetrics()
-    scored = score(df, model, load_settings(None, []), metrics).toPandas().sort_values("row_id")
-    assert metrics.result()["string_inputs"] == (
+    planned = plan(df, model, load_settings(None, []))
+    scored = planned.frame().toPandas().sort_values("row_id")
+    assert planned.strings == (
         "strings (column 'island' is string collate UTF8_LCASE, not a plain string)"
     )
     want = fitted.predict_proba(data[FEATURES])
@@ -223,7 +224,7 @@ def test_the_parity_gate_checks_the_coded_model(
     import dataclasses
 
     from formats.errors import VerificationFailedError
-    from jobs.score import parity_gate
+    from jobs.scoring.gate import parity_gate
 
     _, model = odd_bundle
     data = _rows().dropna(subset=[c for c in FEATURES if c != "sex"])

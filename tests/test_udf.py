@@ -11,9 +11,9 @@ import pytest
 
 import formats
 from formats.errors import InputError, MissingDependencyError, UsageError
-from jobs._model import load_model
-from jobs._settings import load_settings
-from jobs._udf import score
+from jobs.scoring.model import load_model
+from jobs.scoring.settings import load_settings
+from jobs.scoring.transform import score
 from jobs.udf import input_columns, onnx_udf, score_frame
 from tests.conftest import FEATURES
 
@@ -75,7 +75,7 @@ def test_udf_and_job_share_code_and_the_worker_cache(
     def sessions(batches: Any) -> Any:
         import os
 
-        from jobs import _udf
+        from jobs.scoring import worker as _udf
 
         for _ in batches:
             built = _udf._BUILT

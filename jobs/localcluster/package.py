@@ -34,7 +34,7 @@ from formats.errors import MissingExtraError, ModelportError
 
 __all__ = ["EXCLUDE", "RUNTIME", "Packaged", "build_env", "code_zip", "package"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # What the executors import: onnx because formats.onnx (the scorer's package) loads it.
 RUNTIME = ("numpy", "pandas", "pyarrow", "onnxruntime", "onnx")
 CODE_PACKAGES = ("formats", "jobs")

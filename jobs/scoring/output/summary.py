@@ -17,10 +17,11 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-__all__ = ["SUMMARY_NAME", "RunSummary", "remove_summary", "render", "write_summary"]
+from jobs.scoring.checks import local_path
+
+__all__ = ["SUMMARY_NAME", "RunSummary", "location", "remove_summary", "render", "write_summary"]
 
 SUMMARY_NAME = "_modelport_summary.json"
 
@@ -36,7 +37,7 @@ class RunSummary:
     mode: str
     rows_in: int
     rows_scored: int
-    rows_invalid: int  # rows the model could not take (jobs._validate); 0 when on_invalid = fail
+    rows_invalid: int  # rows the model could not take (jobs.scoring.rules); 0 when on_invalid = fail
     invalid_reasons: dict[str, int]  # rows_invalid by the rule each broke first: {"year: null": 3}
     on_invalid: str  # what happened to them: fail | null | quarantine
     quarantine: str | None  # where on_invalid = quarantine wrote them
@@ -48,10 +49,10 @@ class RunSummary:
     # how string columns reached the model: "int32 codes (island, sex)" (made in the JVM,
     # formats.onnx.string_codes), "strings (why not codes)", "" when the model takes none
     string_inputs: str
-    # how the batches sent to the workers were sized (jobs._arrow_batches): by rows alone,
+    # how the batches sent to the workers were sized (jobs.scoring.output.batches): by rows alone,
     # Spark's per-row size check skipped, or by Spark's byte limit and why
     arrow_batches: str
-    # who wrote the Parquet (jobs._arrow_writer): pyarrow in the workers, or Spark's writer and why
+    # who wrote the Parquet (jobs.scoring.output.arrow): pyarrow in the workers, or Spark's writer and why
     writer: str
     parity: dict[str, Any] | None
     finished: str
@@ -104,10 +105,10 @@ def _parity_text(parity: dict[str, Any]) -> str:
     return f"passed on {parity['rows']} rows{labels}, max |diff| {parity['max_abs']:.2e}"
 
 
-def _local(location: str) -> Path | None:
-    if "://" not in location or location.startswith("file://"):
-        return Path(location.removeprefix("file://").removeprefix("file:"))
-    return None
+def location(output: str) -> str:
+    """Where the summary of a run into ``output`` is written."""
+    local = local_path(output)
+    return str(local / SUMMARY_NAME) if local is not None else f"{output.rstrip('/')}/{SUMMARY_NAME}"
 
 
 def _filesystem(location: str) -> tuple[Any, str]:
@@ -121,24 +122,24 @@ def _filesystem(location: str) -> tuple[Any, str]:
 def write_summary(summary: RunSummary, output: str) -> str:
     """Write the summary into ``output``; returns where."""
     text = json.dumps(summary.to_dict(), indent=2) + "\n"
-    local = _local(output)
+    local = local_path(output)
     if local is not None:
         target = local / SUMMARY_NAME
         fd, tmp = tempfile.mkstemp(prefix=".summary.", dir=local)
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, target)
-        return str(target)
+        return location(output)
     filesystem, root = _filesystem(output)
     path = f"{root.rstrip('/')}/{SUMMARY_NAME}"
     with filesystem.open_output_stream(path) as fh:  # object stores: a write is all or nothing
         fh.write(text.encode())
-    return f"{output.rstrip('/')}/{SUMMARY_NAME}"
+    return location(output)
 
 
 def remove_summary(output: str) -> None:
     """Before an append: the old summary must not describe the new, maybe partial, output."""
-    local = _local(output)
+    local = local_path(output)
     if local is not None:
         (local / SUMMARY_NAME).unlink(missing_ok=True)
         return

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from formats.errors import UsageError
-from jobs._settings import Settings
+from jobs.scoring.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -135,7 +135,7 @@ QUERY_CONTEXT_LOGGER = "DataFrameQueryContextLogger"
 def _quiet_query_context_log() -> None:
     """PySpark logs a failed query's whole JVM trace as a JSON line on stderr before it raises
     (seen in make compare: an engine's unresolved column, 8 KB of trace before the report);
-    the jobs turn the error into their one line (jobs.score.guarded), make compare into the
+    the jobs turn the error into their one line (jobs._cli.guarded), make compare into the
     engine's cell."""
     import logging
 

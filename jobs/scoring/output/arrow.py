@@ -2,10 +2,7 @@
 
 Spark's Parquet writer is row-based: the scores come back from a worker as Arrow batches, the
 JVM turns every row into an ``UnsafeRow``, observes it, projects it and hands each value to
-parquet-mr. A JFR profile of the job (``local[1]``, 1M rows) put 41% of the task thread's
-samples in the Parquet write and most of another 27% in those projections; an A/B of the
-no-op that writes the job's columns (``floor_output``) against the same no-op writing them with
-pyarrow in the worker cut its CPU from 1.78 to 1.29 s per 1M rows (docs/bench-2026-12-06-writer.md).
+parquet-mr, most of the executor's time in the job (docs/benchmarks.md).
 
 ``output.writer = "arrow"`` (and ``"auto"`` where it applies) writes the same columns with
 pyarrow where they already are, in the worker, and sends the JVM one row per task. What
@@ -38,85 +35,30 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from formats.errors import InputError, UsageError
-from jobs._summary import SUMMARY_NAME
+from formats.errors import InputError
+from jobs.scoring.checks import check_output, local_path
+from jobs.scoring.output.summary import SUMMARY_NAME
+from jobs.scoring.rules import ERROR_COLUMN
+from jobs.scoring.worker import PROVIDER, WORKER
 
 if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from pyspark.sql import DataFrame
     from pyspark.sql.types import StructType
 
-    from jobs._settings import Settings
+    from jobs.scoring.transform import Plan
 
-__all__ = ["ArrowSink", "arrow_sink", "check_append", "check_output", "choose_writer",
-           "local_path", "result_schema", "write_scored", "written_schema"]  # fmt: skip
+__all__ = ["CODECS", "CODEC_CONF", "MAX_ROWS_CONF", "ArrowSink", "result_schema"]
 
 # Spark's parquet codecs that pyarrow writes the same way (Hadoop's lz4 and lzo framings are
 # not pyarrow's: Spark's writer keeps those)
-_CODECS = {"none": "none", "uncompressed": "none", "snappy": "snappy", "gzip": "gzip",
+CODECS = {"none": "none", "uncompressed": "none", "snappy": "snappy", "gzip": "gzip",
            "zstd": "zstd", "lz4_raw": "lz4", "brotli": "brotli"}  # fmt: skip
 CODEC_CONF = "spark.sql.parquet.compression.codec"
 MAX_ROWS_CONF = "spark.sql.files.maxRecordsPerFile"  # Spark's: 0 or less is no limit
 # a row group is written when the buffered batches reach this (Spark's is 128 MB of encoded
 # data; this bounds the worker's memory instead, on top of the batch it is scoring)
 ROW_GROUP_BYTES = 32 * 2**20
-
-
-def local_path(location: str) -> Path | None:
-    """The local path of a local or ``file://`` location; None for a cluster filesystem's
-    (Spark's own one-line errors report those)."""
-    if "://" not in location or location.startswith("file://"):
-        return Path(location.removeprefix("file://")).absolute()
-    return None
-
-
-def check_output(location: str, mode: str) -> None:
-    """A local output that exists refused in the ``error`` mode, as Spark's writer refuses it,
-    before anything runs."""
-    path = local_path(location)
-    if mode in ("error", "errorifexists") and path is not None and path.exists():
-        raise UsageError(f"output {location!r} exists and output.mode is {mode}; remove it, "
-                         "or pass --set output.mode=overwrite (or append)")  # fmt: skip
-
-
-def check_append(spark: Any, output: str, written: StructType,
-                 partition_by: Sequence[str] = ()) -> None:  # fmt: skip
-    """An ``append`` writes the columns the output holds, typed the same, or nothing: Parquet
-    readers take one file's schema, so another model's columns (a regressor's ``prediction``
-    beside a classifier's ``label``, or ``error`` from on_invalid = null) would be invisible or
-    null to them (seen here: 10,000 rows read back, half of them with a null label and no
-    prediction). Partition columns are compared by name: Spark infers their types."""
-    from pyspark.errors import AnalysisException
-
-    try:
-        held = spark.read.parquet(output).schema
-    except AnalysisException:  # no output yet, or none with data files
-        return
-    have = {f.name: f.dataType.simpleString() for f in held.fields}
-    new = {f.name: f.dataType.simpleString() for f in written.fields}
-    typed = [n for n in new if n in have and n not in partition_by and have[n] != new[n]]
-    only_new, only_held = [n for n in new if n not in have], [n for n in have if n not in new]
-    if not (typed or only_new or only_held):
-        return
-    parts = ([f"writes {only_new}, which it does not hold"] if only_new else []) + (
-        [f"does not write {only_held}, which it holds"] if only_held else []) + [
-        f"writes {n} as {new[n]}, not {have[n]}" for n in typed]  # fmt: skip
-    raise InputError(
-        f"appending to {output!r} would mix two schemas (Parquet readers take one file's): "
-        f"this run {'; '.join(parts)}; write to another output, or set output.mode = overwrite"
-    )
-
-
-def written_schema(scored: DataFrame, sink: ArrowSink | None) -> StructType:
-    """The columns the run writes: ``scored``'s for Spark's writer; the workers' files' where
-    they write (``scored`` is then one row per task)."""
-    if sink is None:
-        return scored.schema
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    assert sink.schema is not None, "jobs._udf.score() sets it"
-    return from_arrow_schema(sink.schema)
 
 
 def result_schema() -> StructType:
@@ -129,61 +71,6 @@ def result_schema() -> StructType:
             ("partition", whole), ("attempt", whole), ("files", names), ("rows", count),
             ("scored", count), ("providers", names), ("workers", names))
     ])  # fmt: skip
-
-
-def write_scored(scored: DataFrame, sink: ArrowSink | None, output: str, mode: str,
-                 partition_by: Sequence[str] = ()) -> None:  # fmt: skip
-    """``scored`` (jobs._udf.score's DataFrame) written to ``output``: committed by ``sink``
-    where the workers write (its results are one row per task), else by Spark's writer."""
-    if sink is not None:
-        sink.write(scored)
-        return
-    writer = scored.write.mode(mode)
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    writer.parquet(output)
-
-
-def choose_writer(
-    setting: str, output: str, partition_by: Sequence[str], codec: str, connect: bool = False
-) -> tuple[str, str]:
-    """("arrow" or "spark", why): ``output.writer`` resolved for this output. ``arrow`` asked
-    for where it cannot write is a usage error (exit 2) before anything runs. On Spark Connect
-    the driver that commits is this client, which may not see the executors' files: ``auto``
-    leaves that to Spark's writer, ``arrow`` says they share a filesystem (the commit checks)."""
-    why_not = ""
-    if local_path(output) is None:
-        why_not = f"output {output!r} is not a local path (Hadoop's filesystems write it)"
-    elif partition_by:
-        why_not = "output.partition_by is set"
-    elif codec.lower() not in _CODECS:
-        why_not = f"{CODEC_CONF} is {codec!r}, which pyarrow does not write"
-    if setting == "spark":
-        return "spark", "Spark's writer (output.writer = spark)"
-    if setting == "arrow" and why_not:
-        raise UsageError(f"output.writer = arrow cannot write this run: {why_not}; "
-                         "use output.writer = spark or auto")  # fmt: skip
-    if setting == "auto" and connect and not why_not:
-        why_not = "a Spark Connect client, which may not see the executors' files"
-    if why_not:
-        return "spark", f"Spark's writer ({why_not})"
-    return "arrow", "pyarrow in the Python workers, one file per task, committed by the driver"
-
-
-def arrow_sink(spark: Any, settings: Settings) -> tuple[ArrowSink | None, str]:
-    """(the sink, or None for Spark's writer; one line for the run summary) for the job's
-    output in this session."""
-    from jobs._session import is_connect
-
-    out = settings.output
-    codec = str(spark.conf.get(CODEC_CONF, "snappy")).lower()
-    kind, why = choose_writer(out.writer, settings.job.output, out.partition_by, codec,
-                              is_connect(spark))  # fmt: skip
-    if kind == "spark":
-        return None, why
-    max_rows = max(int(spark.conf.get(MAX_ROWS_CONF, "0")), 0)  # Spark refuses a non-number
-    sink = ArrowSink(settings.job.output, out.mode, _CODECS[codec], max_rows)
-    return sink, why
 
 
 @dataclass
@@ -218,19 +105,21 @@ class ArrowSink:
         self.created = not root.exists()
         self.staging.mkdir(parents=True)
 
-    def task(self, score: Any, schema: pa.Schema, literals: dict[str, str],
-             error: str | None, tags: tuple[str, str], unique: str) -> _WriteTask:  # fmt: skip
-        """The function mapInArrow runs: ``score``'s batches written, one result row back.
-        ``schema`` is the output's: columns of the scored batch, then ``literals`` (constant
-        string columns); ``error`` the column that is null on a scored row (None: every row
-        is scored), ``tags`` the provider and worker columns, ``unique`` the id column
-        (written without a dictionary: one of unique values only costs, "" for none)."""
-        self.schema = schema
-        dictionary = tuple(n for n in schema.names if n != unique)
+    def task(self, plan: Plan) -> _WriteTask:
+        """The function mapInArrow runs: ``plan``'s scoring, its batches written by this
+        worker, one result row back. The id column is written without a dictionary (one of
+        unique values only costs)."""
+        import pyarrow as pa
         from pyspark.sql.pandas.types import to_arrow_schema
 
+        tags = (PROVIDER, WORKER)
+        written = [f for f in plan.task.schema if f.name not in tags]
+        written += [pa.field(n, pa.string(), nullable=False) for n in plan.literals]
+        self.schema = schema = pa.schema(written)
+        dictionary = tuple(n for n in schema.names if n != plan.row_id)
         files = _Files(str(self.staging), self.run, schema, self.codec, dictionary, self.max_rows)
-        return _WriteTask(score, files, tuple(literals.values()), error, tags,
+        return _WriteTask(plan.task, files, tuple(plan.literals.values()),
+                          ERROR_COLUMN if plan.error else None, tags,
                           to_arrow_schema(result_schema()))  # fmt: skip
 
     def commit(self, results: Sequence[Any]) -> int:
@@ -269,9 +158,12 @@ class ArrowSink:
         (root / "_SUCCESS").touch()
         return sum(int(r["rows"]) for r in results)
 
-    def write(self, results: DataFrame) -> int:
-        """Runs ``results`` (jobs._udf.score's DataFrame with this sink) and commits what its
-        tasks wrote; a failure leaves the output as it was. Returns the rows written."""
+    def write(self, plan: Plan) -> int:
+        """Runs ``plan`` with the workers writing its scores and commits what its tasks
+        wrote; a failure leaves the output as it was. Returns the rows written."""
+        results = plan.batches.mapInArrow(self.task(plan), result_schema())
+        if plan.metrics is not None:
+            results = plan.metrics.observe_tasks(results)
         self.prepare()
         try:
             return self.commit([row.asDict() for row in results.collect()])
@@ -349,7 +241,7 @@ class _Files:
 
 @dataclass(frozen=True)
 class _WriteTask:
-    score: Any  # jobs._udf._ArrowTask: input batches -> scored batches
+    score: Any  # jobs.scoring.worker.ArrowTask: input batches -> scored batches
     files: _Files
     literals: tuple[str, ...]
     error: str | None

@@ -4,9 +4,8 @@ Spark 4 cuts the batches it sends to a Python worker at ``maxRecordsPerBatch`` r
 ``spark.sql.execution.arrow.maxBytesPerBatch`` bytes (64 MB by default), whichever comes first.
 To apply the byte limit it asks the Arrow writer for the batch's size after *every row*
 (``BatchedPythonArrowInput.writeSizedBatch``), and that walks the struct vector's children each
-time: a JFR profile of the job and the no-op ``mapInArrow`` (``local[1]``, 1M rows) put 23% of
-the JVM's samples there. Spark skips
-the check only when the limit is ``Int.MaxValue``.
+time, a large share of the JVM's time (docs/benchmarks.md). Spark skips the check only when the
+limit is ``Int.MaxValue``.
 
 When every column the job sends has a fixed width, a batch can never be larger than
 ``rows x row width``; if that is far below the limit, the limit can never cut a batch, and
@@ -15,9 +14,6 @@ skipping its check changes no batch. :func:`skipping_size_check` then sets the l
 of variable width (strings fed as strings, a string or binary pass-through column, the reason
 column of ``on_invalid = "null"``) keeps Spark's check: there the limit is what stops one batch
 of long values from filling a worker's memory.
-
-Measured in one ``local[1]`` session, 1M rows, 5 interleaved runs each (median): the no-op
-``mapInArrow`` 1.26x faster (JVM 1.34 -> 1.02 CPU-s), the job 1.11x (JVM 2.25 -> 1.87 CPU-s).
 """
 
 from __future__ import annotations

@@ -19,11 +19,11 @@ in the order a row's first broken rule is reported):
 
 Every rule is a boolean Column, so validation is one projection that Spark runs vectorised
 with the scan; the Python workers only see the result. ``validation.on_invalid`` says what
-happens to such a row (:mod:`jobs._udf` and :mod:`jobs.score` act on it): ``fail`` stops the job
+happens to such a row (:mod:`jobs.scoring.worker` and :mod:`jobs.score` act on it): ``fail`` stops the job
 on the first (``raise_error`` in the task, naming the row_id, column and value), ``null``
 scores the row as nulls with an ``error`` column, ``quarantine`` writes it to
 ``<output>_quarantine/`` with a ``reason`` column and scores the rest. Tensor models have no
-rules (their inputs are arrays, checked per batch by :mod:`jobs._tensor`).
+rules (their inputs are arrays, checked per batch by :mod:`jobs.scoring.tensor`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING
 
 from formats.errors import InputError
 from formats.schema import ColumnSpec
-from jobs._model import ModelSpec, column, literal, quoted, spark_type, sql_type
-from jobs._settings import Settings
+from jobs.scoring.model import ModelSpec, spark_type
+from jobs.scoring.plan import column, literal, quoted, sql_type
+from jobs.scoring.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -72,8 +73,8 @@ class Check:
     ``broken`` is true on a row that breaks it, ``message`` says why, with the value.
 
     Both are Spark SQL text, turned into Columns once per composed expression (:func:`sql`):
-    building them as Column objects took one py4j round trip per node, ~2,300 for the penguins
-    model, 1.2 s of every run's planning on this machine; as text the rules cost one parse."""
+    building them as Column objects takes one py4j round trip per node (thousands for a model
+    of a few columns); as text the rules cost one parse."""
 
     key: str
     broken: str
@@ -97,7 +98,7 @@ def checks(schema: StructType, spec: ModelSpec, per_row_cast: bool) -> list[Chec
     """The rules of every model column, in the order they are reported; [] for tensor models.
 
     ``per_row_cast``: string columns feeding numeric inputs are cast row by row (as
-    :func:`jobs._model.plan_inputs` then feeds them) instead of refused by the planner."""
+    :func:`jobs.scoring.model.plan_inputs` then feeds them) instead of refused by the planner."""
     if not spec.tabular:
         return []
     fields = {f.name: f for f in schema.fields}
@@ -165,7 +166,7 @@ def _overflow(source: DataType, fed: DataType, src: str, finite: str, infinite: 
         # a double into a float, with no cast per row; NaN compares greater than every number
         # in Spark SQL, hence the isnan
         return f"NOT isnan({src}) AND abs({src}) >= {_FLOAT_OVERFLOW} AND NOT {infinite}"
-    cast = f"try_cast({src} AS {sql_type(fed)})"  # as jobs._model.tabular_value
+    cast = f"try_cast({src} AS {sql_type(fed)})"  # as jobs.scoring.model.tabular_value
     return f"{finite} AND ({cast} IS NULL OR abs(CAST({cast} AS DOUBLE)) = {_INF})"
 
 
@@ -264,15 +265,13 @@ def stop_on_invalid(found: Sequence[Check], id_column: str | None, value: str) -
 
     ``value`` is one of the model's inputs, which the scoring (mapInArrow) receives, so Spark
     can neither prune the test nor push it into a filter: ``raise_error`` runs in the task that
-    reads the row, and the job fails while scoring, before anything is committed. (As a column
-    of its own, always null, it cost an Arrow column to Python: ~0.1 CPU-s per 1M rows.) The
-    driver turns Spark's USER_RAISED_EXCEPTION into the message (:func:`jobs.score.spark_error`).
+    reads the row, and the job fails while scoring, before anything is committed (a column of
+    its own, always null, would cost an Arrow column to Python). The driver turns Spark's USER_RAISED_EXCEPTION into the message (:func:`jobs._cli.spark_error`).
 
     One CASE over the rules, in one SQL text, without :func:`with_rule`'s RULE column: nothing
     else reads the rule when an invalid row stops the job, and each DataFrame call and each
-    SQL text costs the driver's JVM an analysis or a parse on every run (here, warm: the RULE
-    projection and a CASE over its keys added ~40 ms per run to the inputs' projection, this
-    ~20 ms). A valid row tests each rule once either way; the CASE has no ELSE (its type is raise_error's, null), so
+    SQL text costs the driver's JVM an analysis or a parse on every run. A valid row tests each
+    rule once either way; the CASE has no ELSE (its type is raise_error's, null), so
     ``coalesce`` gives ``value`` on a valid row."""
     if not found:
         return value

@@ -359,7 +359,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def render_tree_forms(forms: list[dict[str, Any]]) -> list[str]:
-    """jobs._bench_trees: the tree ensemble against the matmul form as the trees grow."""
+    """jobs.benchmark.trees: the tree ensemble against the matmul form as the trees grow."""
     lines = ["## Tree forms", "",
              "ONNX Runtime alone, 1 thread, 10k-row batches, 50 trees on 11 features "
              "(jobs/_bench_trees.py): ns per row with the ai.onnx.ml tree ensemble and with the "

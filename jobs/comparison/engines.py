@@ -1,7 +1,7 @@
 """The four ways the Spark half of ``make compare`` scores the same Parquet, and the original.
 
 Each engine reads a Parquet directory and (over)writes one of ``row_id`` + the canonical
-columns (``label`` + ``proba_<class>``, or ``prediction``); :mod:`jobs._compare_spark` times
+columns (``label`` + ``proba_<class>``, or ``prediction``); :mod:`jobs.comparison.spark` times
 the write. Every engine is used the way it is best used on Spark, not the way a quick guide
 writes it:
 
@@ -9,9 +9,9 @@ writes it:
   ``predict_proba`` per Arrow batch, the label its argmax;
 - ``pmml/pypmml``: PMML4S through pypmml in a pandas UDF (a py4j JVM per Python worker);
 - ``pmml/jpmml``: JPMML-Evaluator in a Java UDF (``jobs/java``) inside the executors' own JVM;
-- ``onnx/onnxruntime``: the scoring job's own transform (:func:`jobs._udf.score`), written as
+- ``onnx/onnxruntime``: the scoring job's own transform (:func:`jobs.scoring.worker.score`), written as
   the job writes it (by the Python workers where ``output.writer = auto`` can,
-  :mod:`jobs._arrow_writer`).
+  :mod:`jobs.scoring.output.arrow`).
 
 :func:`original` is what they are all compared with: the bundle's pickle scored by
 :class:`formats.sklearn_formats.SklearnScorer` (scikit-learn's own ``predict`` and
@@ -38,7 +38,7 @@ from formats.bundle import Bundle
 from formats.errors import ModelLoadError, UsageError
 from formats.schema import ColumnSpec, as_fitted, canonical_frame, conform, output_columns
 from formats.sklearn_formats import final_estimator
-from jobs._settings import Settings
+from jobs.scoring.settings import Settings
 
 __all__ = ["ENGINES", "Engine", "Target", "original", "pmml_outputs"]
 
@@ -90,7 +90,7 @@ def _as_frame(target: Target, frame: pd.DataFrame, scored: pd.DataFrame) -> pd.D
 
 
 def _pickle_bytes(spark: Any, target: Target) -> Callable[[], bytes]:
-    from jobs._session import share_bytes
+    from jobs.scoring.session import share_bytes
 
     bundle = Bundle.open(target.bundle)
     return share_bytes(spark, bundle.read(bundle.file_of("pickle")))
@@ -261,7 +261,7 @@ def register_pmml_udf(spark: Any, target: Target, jars: tuple[Path, ...]) -> Non
     executor."""
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
-    from jobs._jvm import UDF_CLASS
+    from jobs.comparison.jvm import UDF_CLASS
 
     for jar in jars:
         spark.sql(f"ADD JAR '{jar}'")
@@ -285,32 +285,15 @@ def jpmml_java_udf(spark: Any, target: Target, data: str, out: str, _settings: S
 
 
 def onnx_job(spark: Any, target: Target, data: str, out: str, settings: Settings) -> None:
-    """The scoring job's own transform, as ``jobs/score.py`` runs it (without its parity gate:
-    the agreement here is measured on every row)."""
-    from pyspark.sql import functions as F
-
-    from jobs._arrow_writer import arrow_sink
-    from jobs._model import load_model
-    from jobs._udf import score
+    """The scoring job as ``jobs/score.py`` runs it (:func:`jobs.scoring.run`), without its
+    parity gate: the agreement here is measured on every row."""
+    from jobs.scoring import run
 
     if settings.output.id_column != target.id_column:
         raise UsageError(f"output.id_column must be {target.id_column!r} here")
-    model = load_model(target.bundle)
-    classes = model.spec.classes or ("",)
-    o = settings.output
-    if (isinstance(classes[0], str) and not o.passthrough and not o.model_columns
-            and settings.validation.on_invalid != "null"):  # fmt: skip
-        # the job's own columns are the report's: written as the job writes them (by the
-        # workers where output.writer = auto can, jobs._arrow_writer)
-        sink, _ = arrow_sink(spark, replace(
-            settings, job=replace(settings.job, output=out), output=replace(o, mode="overwrite")
-        ))  # fmt: skip
-        if sink is not None:
-            sink.write(score(spark.read.parquet(data), model, settings, sink=sink))
-            return
-    scored = score(spark.read.parquet(data), model, settings)
-    cast = [F.col(c).cast("string").alias(c) if c == "label" else F.col(c) for c in target.columns]
-    _write(scored.select(target.id_column, *cast), out)
+    job = replace(settings.job, bundle=target.bundle, input=data, output=out,
+                  parity_gate=False, allow_empty_input=True)  # fmt: skip
+    run(spark, replace(settings, job=job, output=replace(settings.output, mode="overwrite")))
 
 
 # name -> (format, engine on Spark, how, the function); in the order they run and are reported

@@ -23,7 +23,7 @@ from formats.errors import UsageError
 __all__ = ["DEFAULT_CONF", "Settings", "load_settings", "parse_set"]
 
 # The job's default settings file when --conf is not given (the repository's conf/).
-DEFAULT_CONF = Path(__file__).resolve().parents[1] / "conf" / "local.toml"
+DEFAULT_CONF = Path(__file__).resolve().parents[2] / "conf" / "local.toml"
 
 WRITE_MODES = ("error", "errorifexists", "overwrite", "append")
 WRITERS = ("auto", "spark", "arrow")
@@ -70,7 +70,7 @@ class OutputSettings:
     passthrough: tuple[str, ...] = ()
     # Add model_name, model_version, model_sha256 columns.
     model_columns: bool = False
-    # Who writes the Parquet (jobs._arrow_writer): "arrow" (pyarrow in the Python workers,
+    # Who writes the Parquet (jobs.scoring.output.arrow): "arrow" (pyarrow in the Python workers,
     # committed by the driver; local or file:// paths without partition_by), "spark" (Spark's
     # writer), "auto" (arrow where it can write, else spark).
     writer: str = "auto"

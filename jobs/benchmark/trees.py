@@ -77,6 +77,6 @@ def tree_forms(splits: tuple[int, ...] = SPLITS) -> list[dict[str, Any]]:
     return rows
 
 
-if __name__ == "__main__":  # python -m jobs._bench_trees
+if __name__ == "__main__":  # python -m jobs.benchmark.trees
     for row in tree_forms():
         print(row)

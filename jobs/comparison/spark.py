@@ -1,4 +1,4 @@
-"""The Spark half of the comparison: each engine of :mod:`jobs._compare_engines` timed on the
+"""The Spark half of the comparison: each engine of :mod:`jobs.comparison.engines` timed on the
 same Parquet and the same cores, and its output compared with the original's, row by row.
 
 Timing: one untimed warm-up on a small slice (it starts the Python workers, their JVMs, and
@@ -24,8 +24,8 @@ from typing import Any
 from formats.bundle import Bundle
 from formats.compare.results import SparkResult
 from formats.errors import ModelportError
-from jobs._compare_engines import ENGINES, Target, original, register_pmml_udf
-from jobs._settings import Settings
+from jobs.comparison.engines import ENGINES, Target, original, register_pmml_udf
+from jobs.scoring.settings import Settings
 
 __all__ = ["Prepared", "measure", "prepare"]
 
@@ -46,7 +46,7 @@ def prepare(spark: Any, source: str, id_column: str, work: Path, rows: int | Non
     """The input as every engine reads it: the first ``rows`` rows (all when None) with an id
     column, in 2 files per core. A copy is written only where needed (``rows``, or no id
     column): a small Parquet in one file would be one task, i.e. one core."""
-    from jobs._session import master_of
+    from jobs.scoring.session import master_of
 
     cores = int(spark.sparkContext.defaultParallelism)
     data, warm = str(work / "input"), str(work / "warm-input")
@@ -83,7 +83,7 @@ def _slice_locally(source: str, id_column: str, data: Path, warm: Path, rows: in
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from jobs._inputs import arrow_dataset
+    from jobs.scoring.checks import arrow_dataset
 
     dataset = arrow_dataset(source)
     as_is = rows is None and id_column in dataset.schema.names
@@ -135,7 +135,7 @@ def _root(exc: BaseException) -> str | None:
 def one_line(exc: BaseException) -> str:
     """An engine's failure as the one line the report shows: one of our errors as the job
     reports it (an invalid row, a model error raised in a worker), else the root cause."""
-    from jobs.score import spark_error
+    from jobs._cli import spark_error
 
     translated = exc if isinstance(exc, ModelportError) else spark_error(exc)
     ours = translated is not None and not str(translated).startswith("spark: ")
@@ -226,7 +226,7 @@ def measure(
         say(f"spark: {fmt}/{engine} ({how}) on {p.rows:,} rows")
         try:
             if name == "jpmml":
-                from jobs._jvm import build
+                from jobs.comparison.jvm import build
 
                 register_pmml_udf(spark, target, jars() if jars else build().all)
 

@@ -35,8 +35,8 @@ def spark_session(cores: int, memory: str, master: str = "", gc: str = "conf") -
     (G1, Parallel, Serial): the driver's and executors' collector, for an A/B; "conf" leaves
     it to the properties files, which name none (the JVM picks SerialGC on one core, G1 on
     more)."""
-    from jobs._session import build_session, read_properties
-    from jobs._settings import load_settings
+    from jobs.scoring.session import build_session, read_properties
+    from jobs.scoring.settings import load_settings
 
     local = "conf/spark/local.conf"
     props = Path(local).read_text()
@@ -51,7 +51,7 @@ def spark_session(cores: int, memory: str, master: str = "", gc: str = "conf") -
         props += f"spark.pyspark.python {sys.executable}\n"
         # and this checkout's code: the venv's editable install may point at another one (a
         # bench run from a git worktree), which a Python worker would import from its cwd
-        props += f"spark.executorEnv.PYTHONPATH {Path(__file__).resolve().parents[1]}\n"
+        props += f"spark.executorEnv.PYTHONPATH {Path(__file__).resolve().parents[2]}\n"
     props += "spark.ui.enabled false\nspark.ui.showConsoleProgress false\n"
     props += f"spark.sql.shuffle.partitions {cores}\n"
     fd, path = tempfile.mkstemp(prefix="bench-", suffix=".conf")
@@ -92,7 +92,7 @@ def cpu_split(root: int | None = None) -> dict[str, float]:
     (Spark's Python workers: everything else below, with what the JVMs reaped, which can only
     be Python workers). Why apart: the gap between the job and its bound is in one or the
     other, and only the split says which."""
-    from jobs import _procs
+    from jobs.localcluster import procs as _procs
 
     root = root or os.getpid()
     split = {"driver": _procs.cpu_seconds(root), "jvm": 0.0, "workers": 0.0}
@@ -163,7 +163,7 @@ def measure_in_process(data: str, bundle_dir: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from formats import load
-    from jobs._model import load_model
+    from jobs.scoring.model import load_model
 
     model = load_model(bundle_dir)  # the job's view of it: the codes, the profile's spec
     scorer: Any = load(bundle_dir, "onnx", intra_op_threads=1)
@@ -230,7 +230,7 @@ def ort_alone(data: str, bundle_dir: Path) -> tuple[Callable[[object], int], int
     come from the same moments of a noisy machine. The pass takes a peer's argument (the bench's
 context, unused) and returns its rows."""
     from formats import load
-    from jobs._model import load_model
+    from jobs.scoring.model import load_model
 
     scorer: Any = load(bundle_dir, "onnx", intra_op_threads=1)
     batches = _batches(data)
@@ -313,7 +313,7 @@ def _sklearn_rate(bundle_dir: Path, names: list[str], sample: list[Any]) -> floa
 
 def _profile(model: Any, sample: list[Any]) -> dict[str, float]:
     """Where one 10k-row batch's time goes in the job's Python worker, median over the sample
-    batches (ms): the steps of ``jobs._udf._ArrowTask`` on a batch as the JVM sends it (the
+    batches (ms): the steps of ``jobs.scoring.worker.ArrowTask`` on a batch as the JVM sends it (the
     model's columns already in the ONNX dtypes), between pyspark's Arrow IPC read of the input
     and write of the output; then the output's Parquet encoding (pyarrow here: Spark's writer
     runs in the JVM)."""
@@ -324,14 +324,15 @@ def _profile(model: Any, sample: list[Any]) -> dict[str, float]:
     from pyspark.sql.pandas.types import to_arrow_schema, to_arrow_type
     from pyspark.sql.types import StructType
 
-    from jobs import _udf
-    from jobs._model import output_struct, spark_type
+    from jobs.scoring import worker as _udf
+    from jobs.scoring.model import output_struct, spark_type
+    from jobs.scoring.settings import ExecutionSettings
 
     spec, data, codes = model.spec, model.strings_model, model.string_codes
     if not isinstance(codes, str):  # the job's default: string columns sent as int32 codes
         spec, data = model.coded_spec(codes), codes.model
-    out_schema = to_arrow_schema(StructType(output_struct(spec)))  # as the job's _ArrowTask
-    scorer = _udf.cached_scorer(spec, lambda: data, _udf.Runtime(intra_op_threads=1))
+    out_schema = to_arrow_schema(StructType(output_struct(spec)))  # as the job's ArrowTask
+    scorer = _udf.cached_scorer(spec, lambda: data, ExecutionSettings(intra_op_threads=1))
     # the Arrow types the JVM's cast to spark_type(dtype) sends (strings as they are)
     types = [to_arrow_type(spark_type(d)) for d in spec.onnx_dtypes]
     labels = _udf._class_array(spec, [out_schema.field(f.name).type for f in spec.outputs])
@@ -386,5 +387,5 @@ def _ipc(batch: Any) -> bytes:
     return bytes(sink.getvalue())
 
 
-if __name__ == "__main__":  # python -m jobs._bench_measure DATA BUNDLE
+if __name__ == "__main__":  # python -m jobs.benchmark.measure DATA BUNDLE
     print(measure_in_process(sys.argv[1], Path(sys.argv[2])))

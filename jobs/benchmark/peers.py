@@ -3,7 +3,7 @@
 Each peer reads the same Parquet, scores it (or, for the floors, only moves it through Python)
 and writes a Parquet of ``row_id`` + scores; the runner times the whole action and counts the
 rows written. They are written the way the usual guides show them, not tuned by us: that is the
-point of the comparison. The job itself runs through its own transform (``jobs._udf.score``).
+point of the comparison. The job itself runs through its own transform (``jobs.scoring.worker.score``).
 """
 
 from __future__ import annotations
@@ -46,33 +46,23 @@ def _proba_schema(ctx: Context) -> str:
 
 
 def job(ctx: Context, overrides: tuple[str, ...] = ()) -> None:
-    """modelport's job transform (jobs._udf.score) with the run summary's observations (rows
-    in and out, invalid rows by rule, providers, sessions), as spark-submit jobs/score.py
-    writes it (Spark's per-row Arrow batch size check skipped where the batches cannot reach
-    its limit, jobs._arrow_batches; the scores written by pyarrow in the workers and committed
-    by the driver, jobs._arrow_writer, as output.writer = auto does for a local path);
-    without that job's parity gate and summary file, fixed costs of a run."""
-    from jobs._arrow_batches import skipping_size_check
-    from jobs._arrow_writer import arrow_sink, write_scored
-    from jobs._model import load_model
-    from jobs._settings import load_settings
-    from jobs._udf import ScoreMetrics, score
+    """modelport's job as ``spark-submit jobs/score.py`` runs it (:func:`jobs.scoring.run`:
+    the plan, the writer ``auto`` chooses, the commit, the run summary), without the parity
+    gate and the empty-input check, fixed costs of a run that the ``end-to-end`` figures
+    include."""
+    from jobs.scoring import load_settings, run
 
-    sets = (f"job.output={ctx.out}", "output.mode=overwrite", *overrides)
-    settings, metrics = load_settings(None, sets, {}), ScoreMetrics()
-    sink, _ = arrow_sink(ctx.spark, settings)  # the job's writer for this output (auto)
-    df = ctx.spark.read.parquet(ctx.data)
-    scored = score(df, load_model(ctx.bundle), settings, metrics, sink)
-    with skipping_size_check(ctx.spark, *metrics.row_bytes):
-        write_scored(scored, sink, ctx.out, "overwrite")
-    got = metrics.result()
-    if got["rows_in"] != got["rows_scored"]:  # no row may be lost between the two observations
-        raise RuntimeError(f"the job read {got['rows_in']} rows and scored {got['rows_scored']}")
+    sets = (f"job.bundle={ctx.bundle}", f"job.input={ctx.data}", f"job.output={ctx.out}",
+            "output.mode=overwrite", "job.parity_gate=false", "job.allow_empty_input=true",
+            *overrides)  # fmt: skip
+    got = run(ctx.spark, load_settings(None, sets, {}))
+    if got.rows_in != got.rows_scored:  # no row may be lost between the two observations
+        raise RuntimeError(f"the job read {got.rows_in} rows and scored {got.rows_scored}")
 
 
 def job_spark_writer(ctx: Context) -> None:
     """The job with ``output.writer = spark``: the scores written by Spark's row-based
-    Parquet writer in the JVM rather than by pyarrow in the workers (jobs._arrow_writer).
+    Parquet writer in the JVM rather than by pyarrow in the workers (jobs.scoring.output.arrow).
     Against ``job``: what the workers' writer buys."""
     job(ctx, ("output.writer=spark",))
 
@@ -144,7 +134,7 @@ def floor_ort(ctx: Context) -> None:
     as floor_output sends them; the first batch's codes are made in the worker, once)."""
     import pyarrow as pa
 
-    from jobs._model import load_model
+    from jobs.scoring.model import load_model
 
     loaded = load_model(ctx.bundle)
     codes = loaded.string_codes

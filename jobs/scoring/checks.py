@@ -24,12 +24,44 @@ from pathlib import Path
 from typing import Any
 
 from formats.errors import InputError, UsageError
-from jobs._arrow_writer import local_path
 
-__all__ = ["arrow_dataset", "check_footers", "check_not_input", "data_files", "is_glob",
-           "matches"]  # fmt: skip
+__all__ = ["arrow_dataset", "check_footers", "check_input", "check_not_input", "check_output",
+           "data_files", "is_glob", "local_path", "matches"]  # fmt: skip
 
 _SPECIAL = frozenset("*?[{")
+
+
+def local_path(location: str) -> Path | None:
+    """The local path of a local or ``file:`` location; None for a cluster filesystem's
+    (Spark's own one-line errors report those)."""
+    if location.startswith("file:"):
+        return Path(location.removeprefix("file:").removeprefix("//")).absolute()
+    return None if "://" in location else Path(location).absolute()
+
+
+def check_output(location: str, mode: str) -> None:
+    """A local output that exists refused in the ``error`` mode, as Spark's writer refuses it,
+    before anything runs."""
+    path = local_path(location)
+    if mode in ("error", "errorifexists") and path is not None and path.exists():
+        raise UsageError(f"output {location!r} exists and output.mode is {mode}; remove it, "
+                         "or pass --set output.mode=overwrite (or append)")  # fmt: skip
+
+
+def check_input(location: str, columns: Sequence[str] = ()) -> None:
+    """A local input (a path or a Hadoop glob pattern) must exist and hold data files, each
+    of them Parquet, and agree on whether the model's ``columns`` hold strings or numbers."""
+    roots = matches(location)
+    if roots is None:
+        return
+    if not roots and is_glob(location):
+        raise InputError(f"input {location!r} matches nothing; check the pattern")
+    if not roots:
+        raise InputError(f"input {location!r} does not exist; pass a Parquet file or directory")
+    files = data_files(roots)
+    if not files:
+        raise InputError(f"input {location!r} holds no data files; it is empty")
+    check_footers(location, files, columns)
 
 
 def is_glob(location: str) -> bool:

@@ -1,6 +1,6 @@
 """The JVM half of the Spark comparison: ``jobs/java/modelport/PmmlUdf.java`` compiled into a jar.
 
-    python -m jobs._jvm [--cache .cache/jvm]      # prints the jars Spark needs, one a line
+    python -m jobs.comparison.jvm [--cache .cache/jvm]      # prints the jars Spark needs, one a line
 
 The UDF is compiled with javac against the jars pyspark ships (Spark's API, Scala's library)
 and the two JPMML-Evaluator jars the ``jpmml_evaluator`` package ships (pmml-model and
@@ -33,7 +33,7 @@ from formats.errors import MissingDependencyError, ModelportError
 
 __all__ = ["CACHE_ENV", "JAVAC_ENV", "UDF_CLASS", "UdfJars", "build", "find_javac", "main"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "jobs" / "java" / "modelport" / "PmmlUdf.java"
 UDF_CLASS = "modelport.PmmlUdf"
 DEFAULT_CACHE = ROOT / ".cache" / "jvm"
@@ -161,7 +161,7 @@ def build(cache_dir: str | Path | None = None) -> UdfJars:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jobs._jvm", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m jobs.comparison.jvm", description=__doc__.split("\n")[0])
     p.add_argument("--cache", help=f"where the jar is kept (default ${CACHE_ENV}, else .cache/jvm)")
     args = p.parse_args(argv)
     try:

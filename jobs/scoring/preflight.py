@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from formats.errors import UsageError
-from jobs._settings import Settings
+from jobs.scoring.settings import Settings
 
 __all__ = ["check_master", "check_writable", "preflight"]
 
@@ -49,8 +49,8 @@ def preflight(settings: Settings) -> None:
 
 
 def _planned_master(settings: Settings) -> str:
-    """The master :func:`jobs._session.build_session` will use under ``python -m``."""
-    from jobs._session import read_properties
+    """The master :func:`jobs.scoring.session.build_session` will use under ``python -m``."""
+    from jobs.scoring.session import read_properties
 
     path = settings.spark.properties
     return (read_properties(path) if path else {}).get("spark.master", "")
