@@ -57,8 +57,9 @@ def _throughput(
 ) -> dict[str, Any]:
     part = frame.head(batch)
     # Warm-up: first-call allocations and JIT are not throughput. Skipped where one call would
-    # take over WARM_UP_LIMIT s by the last batch size's rate (JPMML at 100k rows: ~25 s): the
-    # smaller batches' calls have warmed the same code, and the default run must stay short.
+    # take over WARM_UP_LIMIT s by the last batch size's rate (a slow engine at the largest
+    # batch): the smaller batches' calls have warmed the same code, and the default run must
+    # stay short.
     if last_rate is None or batch / last_rate <= WARM_UP_LIMIT:
         scorer.predict(part)
     calls, start = 0, time.perf_counter()

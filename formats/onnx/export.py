@@ -203,8 +203,8 @@ def _agreement(
 
 def _refuse_categorical_splits(model: Any) -> None:
     """skl2onnx 1.20 writes HistGradientBoosting's categorical splits (``categorical_features``)
-    as numeric thresholds: the model it makes scores other values than the original (seen
-    here: parity failed on the penguins). Not saved, and said so, rather than saved wrong."""
+    as numeric thresholds: the model it makes scores other values than the original. Not
+    saved, and said so, rather than saved wrong."""
     for path, obj in _walk(model):
         categorical = getattr(obj, "is_categorical_", None)  # None: no categorical feature
         if type(obj).__name__.startswith("HistGradientBoosting") and categorical is not None and (
@@ -218,9 +218,9 @@ def _refuse_categorical_splits(model: Any) -> None:
 
 
 def _splits_in_float64(model: Any) -> bool:
-    """HistGradientBoosting bins and splits in float64 (thresholds such as 42.3 that data
-    values sit next to: 42.300000000000004 flipped in float32 on 1.1% of the generated
-    penguins), and it has an exact float64 form (convert/_double_trees.py)."""
+    """HistGradientBoosting bins and splits in float64 (a threshold can sit on a data value,
+    and a value a rounding error away goes the other way in float32), and it has an exact
+    float64 form (convert/_double_trees.py)."""
     final = final_estimator(model)
     return type(final).__name__ in ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
 

@@ -4,8 +4,7 @@ The bundle's forests in matrix-product form (:mod:`formats.onnx.trees_matmul`) e
 ``label = Gather(classes, ArgMax(probabilities, axis=1))``. When the label is a string, ONNX
 Runtime copies one ``std::string`` per row into the Gather's output and then makes one Python
 ``str`` per row to hand it over, and the Spark job's worker reads those back into an Arrow
-string column: ~0.8 ms of a 10k-row batch's ~12 ms on the penguins forest, all to look up one
-of three values. :func:`label_as_index` returns the model with the ArgMax's int64 output as
+string column: work per row, all to look up one of a few values. :func:`label_as_index` returns the model with the ArgMax's int64 output as
 ``label_index`` in place of ``label``; the caller looks the class up itself (the job: an Arrow
 ``take`` from the class names, with no Python object per row).
 

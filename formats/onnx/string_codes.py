@@ -2,8 +2,8 @@
 
 A tabular pipeline's categories reach ONNX as string tensors, and the converters' string ops
 (skl2onnx's constant imputer and one-hot encoder: Concat, ArrayFeatureExtractor, LabelEncoder,
-Where, Gather, OneHotEncoder on strings) cost ~14% of ONNX Runtime's time on the penguins random
-forest, besides a Python str object per distinct value and batch in the worker. Those ops only
+Where, Gather, OneHotEncoder on strings) run on every row, and the worker makes a Python str
+object per distinct value and batch to feed them. Those ops only
 ever ask whether a string *equals* one of the model's constants (a LabelEncoder's keys, a
 OneHotEncoder's categories), so every string that is none of them behaves like any other: the
 string part of the graph is a function of ``code = index of the value among the constants``,

@@ -1,8 +1,8 @@
 """Tree ensembles rewritten as matrix products: the same trees, run by ONNX Runtime's GEMM.
 
 ONNX Runtime's ``TreeEnsembleClassifier``/``Regressor`` walk each tree row by row: a chain of
-data-dependent branches, ~25-30 ns per tree and row for the default forest on one core. Small
-trees (a few dozen splits) run faster as dense algebra, the "GEMM strategy" of Microsoft's
+data-dependent branches, which a CPU predicts badly because the way each goes depends on the
+row. Small trees (a few dozen splits) run faster as dense algebra, the "GEMM strategy" of Microsoft's
 Hummingbird (Nakandala et al., OSDI 2020). For a tree with ``I`` splits and ``I + 1`` leaves::
 
     C = x[:, feature] <= threshold          # [rows, I] 0/1: which way each split goes
@@ -22,8 +22,8 @@ providers without ``ai.onnx.ml`` tree kernels (CUDA) also run.
 Rewritten only where it is the same model: float input, splits all ``BRANCH_LEQ`` or all
 ``BRANCH_LT``, no missing-value routing, post transform ``NONE``, every class with a weight.
 It costs ``I * (I + 1)`` multiply-adds per tree and row where a walk costs about ``log2(I)``
-branches, so it is only faster for small trees: :data:`MAX_MEAN_SPLITS` (measured, see
-:func:`plan`) bounds the mean splits per tree for ``form="auto"``.
+branches, so it is only faster for small trees: :data:`MAX_MEAN_SPLITS` bounds the mean
+splits per tree for ``form="auto"``.
 """
 
 from __future__ import annotations
@@ -42,12 +42,10 @@ __all__ = ["FORMS", "MAX_MEAN_SPLITS", "TreePlan", "plan", "rewrite"]
 FORMS = ("auto", "matmul", "ensemble")
 ML = "ai.onnx.ml"
 KINDS = ("TreeEnsembleClassifier", "TreeEnsembleRegressor")
-# form="auto" rewrites an ensemble whose trees have at most this many splits on average.
-# Measured by `make bench` (jobs/_bench_trees.py: 50 trees, 11 features, 10k-row batches, one
-# core; docs/bench-2026-12-05.md, an Intel Xeon): at 15 splits the matmul form is ~2.1x the
-# tree walk for a 3-class forest and ~1.5x for a regressor; they meet near 30 and 24 splits
-# (27 and 19 on an AMD EPYC with the earlier, batched form). Its cost grows with the splits,
-# a walk's with their logarithm; 16 leaves room for a CPU where the gain is smaller.
+# form="auto" rewrites an ensemble whose trees have at most this many splits on average. The
+# matmul form's cost grows with the splits, a walk's with their logarithm; `make bench`'s trees
+# section measures where they meet (docs/benchmarks.md), and the bound sits below that, to
+# leave room for a CPU where the gain is smaller.
 MAX_MEAN_SPLITS = 16
 _COMPARE = {b"BRANCH_LEQ": "LessOrEqual", b"BRANCH_LT": "Less"}
 MIN_OPSET = 13  # LessOrEqual (12), and Gather of 13
@@ -220,10 +218,9 @@ def _sum_of_trees(b: _Builder, x: str, trees: list[_Tree], outputs: int, compare
     """[outputs, rows]: the sum over ``trees`` of each row's leaf values.
 
     One 2-D Gemm per tree, not a batched MatMul per group of equal-sized trees: the bias and
-    the Relu fuse into the Gemm only in 2-D, and a tree's ``[leaves, rows]`` block stays in
-    cache. Against the batched MatMul of 4 trees with Equal and Cast that it replaced (10k-row
-    batches, one thread, an Intel Xeon, interleaved runs): 1.10-1.16x on the penguins forest,
-    1.07-1.52x on forests of 7-23 splits; a one-row call ~1.8x slower (~7 ops per tree)."""
+    the Relu fuse into the Gemm only in 2-D (replacing an Equal and a Cast), and a tree's
+    ``[leaves, rows]`` block stays in cache. That is faster in batches, the job's case, and
+    slower for a single row, which runs a few ops per tree."""
     xt = b.op("Transpose", [x], perm=[1, 0])  # [features, rows]: a split's values are a row
     constant = np.zeros(outputs)
     parts = []
