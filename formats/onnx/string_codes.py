@@ -3,21 +3,22 @@
 A tabular pipeline's categories reach ONNX as string tensors, and the converters' string ops
 (skl2onnx's constant imputer and one-hot encoder: Concat, ArrayFeatureExtractor, LabelEncoder,
 Where, Gather, OneHotEncoder on strings) run on every row, and the worker makes a Python str
-object per distinct value and batch to feed them. Those ops only
-ever ask whether a string *equals* one of the model's constants (a LabelEncoder's keys, a
-OneHotEncoder's categories), so every string that is none of them behaves like any other: the
-string part of the graph is a function of ``code = index of the value among the constants``,
-with one more code for "anything else". :func:`encode` evaluates that part once, on every code,
-and puts the results in a table: the rewritten model takes an int32 code per string input and
-starts with a Gather from the table. The Spark job computes the codes in the JVM (a CASE), so
+object per distinct value and batch to feed them. Those ops only ever ask whether a string
+*equals* one of the model's constants (a LabelEncoder's keys, a OneHotEncoder's categories),
+so every string that is none of them behaves like any other: the string part of the graph is a
+function of ``code = index of the value among the constants``, with one more code for
+"anything else". :func:`encode` evaluates that part once, on every code, and puts the results
+in a table: the rewritten model takes an int32 code per string input and starts with a Gather
+from the table. The Spark job computes the codes in the JVM (a CASE), so
 the category columns cross to Python as int32 buffers and never become Python strings.
 
 The tables are ONNX Runtime's own outputs for those codes, so the rewritten model returns what
 the original returns, bit for bit. Rewritten only where that holds, else :func:`encode` says why
 not and the caller feeds strings as before:
 
-- every op that reads a string's content compares it with constants (:data:`_EQUALITY`); the
-  others only move strings about (:data:`_MOVES`). A regex, a tokenizer or a cast from string
+- every op that reads a string's content compares it with constants (``EQUALITY`` in
+  :mod:`formats.onnx._string_graph`, which reads the graph); the others only move strings
+  about (``MOVES``). A regex, a tokenizer or a cast from string
   reads more than equality and stops the rewrite;
 - the string part is row-wise: checked on the table's own rows, rotated by one and one by one;
 - a table has at most :data:`MAX_TABLE_ROWS` rows. A selection from a concatenation of columns
@@ -37,20 +38,22 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from formats.onnx._string_graph import (
+    NotEncoded,
+    check_reads,
+    depends_on,
+    initializer_strings,
+    needed,
+    renamed,
+    resolve_selections,
+    string_typed,
+    strings_of,
+    vocabularies,
+)
+
 __all__ = ["MAX_TABLE_ROWS", "StringCodes", "encode"]
 
 MAX_TABLE_ROWS = 4096
-ML = "ai.onnx.ml"
-# Ops that move strings about without reading them.
-_MOVES = {
-    ("", op)
-    for op in (
-        "Identity", "Concat", "Gather", "Split", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
-        "Transpose", "Where", "Expand", "Slice", "Tile",
-    )
-} | {(ML, "ArrayFeatureExtractor")}  # fmt: skip
-# Ops that read a string only to compare it with constants (Equal: with one side constant).
-_EQUALITY = {(ML, "LabelEncoder"), (ML, "OneHotEncoder"), (ML, "CategoryMapper"), ("", "Equal")}
 
 
 @dataclass(frozen=True)
@@ -68,38 +71,6 @@ class StringCodes:
         vocab = self.vocabularies[name]
         index = {v: i for i, v in enumerate(vocab)}
         return np.array([index.get(v or "", len(vocab)) for v in values], dtype=np.int32)
-
-
-class _NotEncoded(Exception):
-    """Why a model keeps its string inputs (caught by :func:`encode`)."""
-
-
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _graphs_in(node: onnx.NodeProto) -> bool:
-    return any(
-        a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute
-    )
-
-
-def _deps(
-    graph: onnx.GraphProto, strings: Sequence[str]
-) -> tuple[dict[str, frozenset[str]], list[onnx.NodeProto]]:
-    """Which string inputs each tensor depends on, over the nodes no other input reaches (the
-    region); a tensor any other input reaches is left out."""
-    deps: dict[str, frozenset[str]] = {s: frozenset([s]) for s in strings}
-    deps.update({i.name: frozenset() for i in graph.initializer})
-    deps[""] = frozenset()  # an omitted optional input
-    region = []
-    for node in graph.node:
-        if _graphs_in(node) or any(i not in deps for i in node.input):
-            continue
-        d = frozenset().union(*(deps[i] for i in node.input))
-        deps.update({o: d for o in node.output})
-        region.append(node)
-    return deps, region
 
 
 def _submodel(
@@ -128,58 +99,6 @@ def _submodel(
     )
 
 
-def _needed(nodes: Sequence[onnx.NodeProto], targets: Iterable[str]) -> list[onnx.NodeProto]:
-    """The nodes (in order) that ``targets`` are computed from."""
-    want, keep = set(targets), []
-    for node in reversed(nodes):
-        if want & set(node.output):
-            keep.append(node)
-            want |= set(node.input)
-    return keep[::-1]
-
-
-def _strings_of(node: onnx.NodeProto) -> set[str]:
-    found: set[str] = set()
-    for a in node.attribute:
-        if a.type == onnx.AttributeProto.STRING:
-            found.add(a.s.decode("utf-8", "surrogateescape"))
-        elif a.type == onnx.AttributeProto.STRINGS:
-            found.update(s.decode("utf-8", "surrogateescape") for s in a.strings)
-        elif a.type == onnx.AttributeProto.TENSOR and a.t.data_type == TensorProto.STRING:
-            found.update(s.decode("utf-8", "surrogateescape") for s in a.t.string_data)
-    return found
-
-
-def _initializer_strings(graph: onnx.GraphProto, read: set[str]) -> set[str]:
-    return {
-        s.decode("utf-8", "surrogateescape")
-        for t in graph.initializer
-        if t.data_type == TensorProto.STRING and t.name in read
-        for s in t.string_data
-    }
-
-
-def _vocabularies(
-    graph: onnx.GraphProto,
-    region: Sequence[onnx.NodeProto],
-    deps: dict[str, frozenset[str]],
-    strings: Sequence[str],
-) -> dict[str, tuple[str, ...]]:
-    """The strings each input can be compared with, so the only ones its code must tell
-    apart: the constants of the nodes it reaches (a LabelEncoder's keys, a OneHotEncoder's
-    categories), and the constant tensors (an Equal's other side: from a node no input
-    reaches, or an initializer). "" is always one: a missing value is fed as ""."""
-    shared = {""} | _initializer_strings(graph, {i for n in region for i in n.input})
-    for n in region:
-        if n.output and not deps[n.output[0]]:
-            shared |= _strings_of(n)
-    found = {s: set(shared) for s in strings}
-    for n in region:
-        for s in deps[n.output[0]] if n.output else ():
-            found[s] |= _strings_of(n)
-    return {s: tuple(sorted(v)) for s, v in found.items()}
-
-
 def _rank(value_info: onnx.ValueInfoProto) -> int:
     return len(value_info.type.tensor_type.shape.dim)
 
@@ -201,105 +120,13 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
 
 
-def _resolve_selections(
-    graph: onnx.GraphProto, region: Sequence[onnx.NodeProto], shapes: dict[str, tuple[int, ...]]
-) -> dict[str, str]:
-    """Selections of one column from a concatenation of ``[rows, 1]`` columns, as that column:
-    ``{selected tensor: concatenated column}``. Without this every category column would
-    depend on every other through skl2onnx's Concat, and a table would need their product."""
-    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    concats = {
-        n.output[0]: list(n.input)
-        for n in region
-        if n.op_type == "Concat" and _attrs(n).get("axis") in (1, -1)
-        and all(shapes.get(i, ())[1:] == (1,) for i in n.input)
-    }  # fmt: skip
-    alias = {}
-    for n in region:
-        if n.input[:1] == [] or n.input[0] not in concats or len(n.input) < 2:
-            continue
-        axis = _attrs(n).get("axis", 0)
-        picks = (n.domain == ML and n.op_type == "ArrayFeatureExtractor") or (
-            n.domain == "" and n.op_type == "Gather" and axis in (1, -1)
-        )
-        index = consts.get(n.input[1])
-        if not picks or index is None or index.size != 1 or shapes.get(n.output[0], ())[1:] != (1,):
-            continue
-        columns = concats[n.input[0]]
-        i = int(index.reshape(-1)[0])
-        if -len(columns) <= i < len(columns):
-            alias[n.output[0]] = columns[i]
-    return alias
-
-
-def _renamed(graph: onnx.GraphProto, alias: dict[str, str]) -> onnx.GraphProto:
-    g = onnx.GraphProto()
-    g.CopyFrom(graph)
-    del g.node[:]
-    for node in graph.node:
-        if alias.keys() & set(node.output):
-            continue  # a resolved selection
-        n = onnx.NodeProto()
-        n.CopyFrom(node)
-        n.input[:] = [alias.get(i, i) for i in node.input]
-        g.node.append(n)
-    for o in g.output:
-        if o.name in alias:
-            raise _NotEncoded(f"the graph output {o.name!r} is a string column")
-    return g
-
-
-def _string_typed(graph: onnx.GraphProto, region: Sequence[onnx.NodeProto], strings: Sequence[str]) -> set[str]:
-    """The region's string tensors, from the ops' type rules (before anything runs: an op that
-    parses strings would fail on the probe's values)."""
-    typed = set(strings) | {t.name for t in graph.initializer if t.data_type == TensorProto.STRING}
-    for n in region:
-        op, a = (n.domain if n.domain != "ai.onnx" else "", n.op_type), _attrs(n)
-        if op == ("", "Where"):
-            out = bool(typed & set(n.input[1:]))
-        elif op in _MOVES:
-            out = bool(typed & set(n.input[:1] if op[1] != "Concat" else n.input))
-        elif op == (ML, "LabelEncoder"):
-            out = "values_strings" in a or (
-                "values_tensor" in a and a["values_tensor"].data_type == TensorProto.STRING
-            )
-        elif op == (ML, "CategoryMapper"):
-            out = n.input[0] not in typed
-        elif op == ("", "Cast"):
-            out = a.get("to") == TensorProto.STRING
-        elif op == ("", "Constant"):
-            out = "value_strings" in a or (
-                "value" in a and a["value"].data_type == TensorProto.STRING
-            )
-        else:
-            out = False
-        if out:
-            typed.update(n.output)
-    return typed
-
-
-def _check_reads(
-    region: Sequence[onnx.NodeProto], deps: dict[str, frozenset[str]], typed: set[str]
-) -> None:
-    for n in region:
-        strings = [i for i in n.input if deps.get(i) and i in typed]
-        if not strings:
-            continue
-        op = (n.domain if n.domain != "ai.onnx" else "", n.op_type)
-        if op in _MOVES and not (op == ("", "Where") and n.input[0] in strings):
-            continue
-        if op in _EQUALITY and not (op == ("", "Equal") and len(strings) == 2):
-            continue
-        raise _NotEncoded(f"{n.op_type} node {n.name!r} reads strings beyond comparing them")
-
-
 def encode(model: onnx.ModelProto, max_rows: int = MAX_TABLE_ROWS) -> StringCodes | str:
     """``model`` with its string inputs as int32 codes, or why it cannot be (one line). Never
     raises: the rewrite only saves time, so a graph it cannot handle (ONNX Runtime refusing a
     table's run, the checker refusing the result) is fed strings, and the reason says why."""
     try:
         return _encode(model, max_rows)
-    except _NotEncoded as exc:
+    except NotEncoded as exc:
         return str(exc)
     except Exception as exc:  # ORT and onnx errors have no common type
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -314,42 +141,42 @@ def _encode(original: onnx.ModelProto, max_rows: int) -> StringCodes:
         if i.name not in inits and i.type.tensor_type.elem_type == TensorProto.STRING
     ]  # fmt: skip
     if not strings:
-        raise _NotEncoded("the model has no string input")
-    constants = set().union(*(_strings_of(n) for n in g.node)) | _initializer_strings(
+        raise NotEncoded("the model has no string input")
+    constants = set().union(*(strings_of(n) for n in g.node)) | initializer_strings(
         g, {t.name for t in g.initializer}
     )
     unknown = "\x00unknown"  # a string none of the model's: what "any other string" runs as
     while unknown in constants:
         unknown += "\x00"
-    deps, region = _deps(g, strings)
-    _check_reads(region, deps, _string_typed(g, region, strings))
+    deps, region = depends_on(g, strings)
+    check_reads(region, deps, string_typed(g, region, strings))
     _, shapes = _observe(original, region, deps, strings, unknown)
     model = onnx.ModelProto()
     model.CopyFrom(original)
-    model.graph.CopyFrom(_renamed(g, _resolve_selections(g, region, shapes)))
+    model.graph.CopyFrom(renamed(g, resolve_selections(g, region, shapes)))
     g = model.graph
-    deps, region = _deps(g, strings)
+    deps, region = depends_on(g, strings)
     types, shapes = _observe(model, region, deps, strings, unknown)
     # again with the types the run gave: an op the static rules do not know may make strings
-    _check_reads(region, deps, {t for t, d in types.items() if d == np.dtype(object)})
+    check_reads(region, deps, {t for t, d in types.items() if d == np.dtype(object)})
     # the part to tabulate: the nodes that take or make a string, and what they are computed
     # from; constant nodes (no input from the data) stay in the graph
     stringy = [
         o for n in region for o in n.output
         if deps[n.output[0]] and any(types.get(t) == np.dtype(object) for t in [*n.input, *n.output])
     ]  # fmt: skip
-    part = [n for n in _needed(region, stringy) if deps[n.output[0]]]
+    part = [n for n in needed(region, stringy) if deps[n.output[0]]]
     inside = {id(n) for n in part}
     made = {o for n in part for o in n.output}
     read_outside = {i for n in g.node if id(n) not in inside for i in n.input}
     edge = sorted(made & (read_outside | {o.name for o in g.output}))
     for name in strings:
         if name in read_outside:
-            raise _NotEncoded(f"the string input {name!r} feeds an op that also takes numbers")
+            raise NotEncoded(f"the string input {name!r} feeds an op that also takes numbers")
     for t in edge:
         if types[t] == np.dtype(object):
-            raise _NotEncoded(f"the string tensor {t!r} reaches an op that also takes numbers")
-    vocab = _vocabularies(g, region, deps, strings)
+            raise NotEncoded(f"the string tensor {t!r} reaches an op that also takes numbers")
+    vocab = vocabularies(g, region, deps, strings)
     codes = {s: (*vocab[s], unknown) for s in strings}  # what each code stands for, in order
     groups: dict[tuple[str, ...], list[str]] = {}
     for t in edge:
@@ -360,12 +187,12 @@ def _encode(original: onnx.ModelProto, max_rows: int) -> StringCodes:
         sizes = [len(codes[s]) for s in inputs]
         rows = int(np.prod(sizes))
         if rows > max_rows:
-            raise _NotEncoded(
+            raise NotEncoded(
                 f"{outputs[0]!r} depends on {len(inputs)} string column(s) together: {rows} "
                 f"combinations of codes, over {max_rows}"
             )
         combos = list(itertools.product(*(codes[s] for s in inputs)))
-        values = _tabulate(model, _needed(region, outputs), inputs, outputs, combos)
+        values = _tabulate(model, needed(region, outputs), inputs, outputs, combos)
         index = _index(inputs, sizes, f"_codes{k}", added, tables)
         for out, table in zip(outputs, values, strict=True):
             name = f"_codes{k}_table{len(tables)}"
@@ -392,14 +219,14 @@ def _observe(
             else []
         )
     except Exception as exc:  # ORT's errors have no common type
-        raise _NotEncoded(
+        raise NotEncoded(
             f"the string part does not run alone ({str(exc).splitlines()[0]})"
         ) from None
     types = {n: v.dtype for n, v in zip(named, got, strict=True)}
     shapes = {n: tuple(v.shape) for n, v in zip(named, got, strict=True)}
     bad = [n for n, shape in shapes.items() if shape[:1] != (2,)]
     if bad:
-        raise _NotEncoded(f"the tensor {bad[0]!r} is not one row per input row")
+        raise NotEncoded(f"the tensor {bad[0]!r} is not one row per input row")
     types.update({s: np.dtype(object) for s in strings})
     shapes.update({s: (2, 1) for s in strings})
     return types, shapes
@@ -425,7 +252,7 @@ def _tabulate(
         if not _same(np.roll(v, -1, axis=0), r) or any(
             not _same(v[i : i + 1], got[k]) for i, got in alone.items()
         ):
-            raise _NotEncoded("the string part is not row-wise")
+            raise NotEncoded("the string part is not row-wise")
     return values
 
 
@@ -465,7 +292,7 @@ def _assemble(
     inside = {id(n) for n in part}
     kept = [*added, *(n for n in model.graph.node if id(n) not in inside)]
     # without what nothing reads any more (the constants only the string part used)
-    live = _needed(kept, [o.name for o in g.output])
+    live = needed(kept, [o.name for o in g.output])
     read = {i for n in live for i in n.input} | {o.name for o in g.output}
     del g.node[:]
     g.node.extend(live)
