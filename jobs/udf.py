@@ -47,11 +47,36 @@ def onnx_udf(
     intra_op_threads: int = 0,
     gpu_device_id: int = 0,
 ) -> Any:
-    """An iterator pandas UDF scoring ``bundle``'s ``model.onnx``.
+    """An iterator pandas UDF scoring ``bundle``'s ``model.onnx``, for ``withColumn`` and
+    ``select`` in your own Spark code.
 
-    ``provider`` is "cpu" or "cuda" (each task's Spark GPU address becomes CUDA's device_id);
-    ``intra_op_threads`` 0 follows spark.task.cpus. Raises the formats error tree (one line) for
-    a missing or damaged bundle, or CUDA asked for where the driver can tell it is absent.
+    Parameters
+    ----------
+    spark : the session the UDF runs in (the model travels once: broadcast, or added as an
+        artifact on Spark Connect).
+    bundle : a bundle directory (``formats.save``'s).
+    provider : "cpu" or "cuda"; with "cuda" each task's Spark GPU address is CUDA's device_id.
+    allow_cpu_fallback : score on CPU where CUDA cannot run instead of failing.
+    intra_op_threads : ONNX Runtime's threads per session; 0 follows spark.task.cpus.
+    gpu_device_id : the CUDA device where Spark assigned the task no GPU.
+
+    Returns
+    -------
+    A pandas UDF of the model's input columns (:func:`input_columns`, in that order) returning
+    a struct of its canonical columns (``label`` and ``proba_<class>``, or ``prediction``).
+
+    Raises
+    ------
+    UsageError, IntegrityError, ModelLoadError
+        A provider other than cpu or cuda, CUDA where the driver can tell it is absent, a
+        missing or damaged bundle (one line each).
+
+    Examples
+    --------
+    >>> score = onnx_udf(spark, bundle)
+    >>> scored = df.withColumn("s", score(*input_columns(bundle)))
+    >>> scored.select("row_id", "s.label").count() == df.count()
+    True
     """
     from formats.errors import UsageError
 
@@ -69,19 +94,38 @@ def onnx_udf(
 def score_frame(
     df: DataFrame, bundle: str | Path, settings: Mapping[str, object] | None = None
 ) -> DataFrame:
-    """``df`` scored as the score job scores it (``jobs.scoring.worker.score``), for your own pipeline.
+    """``df`` scored as the score job scores it, for your own pipeline.
 
     Faster than :func:`onnx_udf` where you can hand over the whole DataFrame: only the model's
     columns cross to Python, numbers are cast and category columns turned into int32 codes in
-    the JVM, and one mapInArrow feeds ONNX Runtime without pandas. The result holds the id
-    column (``output.id_column``, "row_id", when ``df`` has it) and ``output.passthrough``,
-    then the model's output columns. ``settings`` are the job's conf keys over
-    conf/local.toml's, typed as in that file ({"validation.on_invalid": "null",
-    "output.passthrough": ["island"]}; a value of the wrong type is a UsageError).
-    A missing or damaged bundle, a missing column or a wrong type raises the formats error
-    tree (one line) here, before any task runs. The rows per ONNX Runtime call are the
-    session's spark.sql.execution.arrow.maxRecordsPerBatch. Not included: the job's parity
-    gate, run summary and write (jobs/score.py adds them).
+    the JVM, and one mapInArrow feeds ONNX Runtime without pandas. The rows per ONNX Runtime
+    call are the session's spark.sql.execution.arrow.maxRecordsPerBatch. Not included: the
+    job's parity gate, run summary and write (:func:`jobs.scoring.run` adds them).
+
+    Parameters
+    ----------
+    df : the rows to score; its model columns are found as Spark finds names.
+    bundle : a bundle directory (``formats.save``'s).
+    settings : the job's conf keys over conf/local.toml's, typed as in that file
+        (``{"validation.on_invalid": "null", "output.passthrough": ["island"]}``).
+
+    Returns
+    -------
+    DataFrame
+        The id column (``output.id_column``, "row_id", when ``df`` has it) and
+        ``output.passthrough``, then the model's output columns.
+
+    Raises
+    ------
+    InputError, UsageError, IntegrityError
+        A missing or damaged bundle, a missing column, a wrong type, a setting of the wrong
+        type: one line, here, before any task runs.
+
+    Examples
+    --------
+    >>> scored = score_frame(df, bundle, {"output.passthrough": ["island"]})
+    >>> scored.columns[:3]
+    ['row_id', 'island', 'label']
     """
     from jobs.scoring.settings import load_settings
     from jobs.scoring.transform import score
@@ -90,5 +134,12 @@ def score_frame(
 
 
 def input_columns(bundle: str | Path) -> list[str]:
-    """The columns the UDF takes, in order (the manifest's inputs; a tensor model's inputs)."""
+    """The columns :func:`onnx_udf`'s UDF takes, in order: the manifest's inputs (a tensor
+    model's ONNX inputs).
+
+    Examples
+    --------
+    >>> input_columns(bundle)[:2]
+    ['island', 'bill_length_mm']
+    """
     return load_model(bundle).spec.input_names

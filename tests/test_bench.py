@@ -16,13 +16,13 @@ import pyarrow as pa
 import pytest
 
 from jobs.benchmark.measure import cpu_split, tree_cpu_seconds
+from jobs.benchmark.render import render_markdown
 from jobs.benchmark.report import (
     apart_scaling,
     bound_by_round,
     cpu_per_million,
     marginal,
     ratios,
-    render_markdown,
     scaling,
     targets,
 )

@@ -1,5 +1,5 @@
-"""The benchmark's results as Markdown: per-core rows/s of every peer, and the ratios the
-targets are stated in."""
+"""The benchmark's figures from its results: per-core rows/s of every peer, and the ratios the
+targets are stated in (rendered by :mod:`jobs.benchmark.render`)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import statistics
 from typing import Any
 
 __all__ = [
-    "BIG", "ORT", "TARGETS", "bound_by_round", "cpu_per_million", "marginal", "ratios",
-    "render_cluster", "render_markdown", "apart_scaling", "scaling", "targets",
+    "BIG", "ORT", "TARGETS", "apart_scaling", "bound_by_round", "cpu_per_million", "marginal",
+    "paired_scaling", "ratios", "scaling", "targets",
 ]  # fmt: skip
 
 BIG = "@big"  # the suffix of a peer's run on the --marginal-rows data
 ORT = "ort"  # the rounds' peer without Spark: ONNX Runtime alone on the data's batches
 
 
-def _rate(peers: dict[str, Any], name: str, cores: int) -> float | None:
+def peer_rate(peers: dict[str, Any], name: str, cores: int) -> float | None:
     """Rows per CPU-second of the process tree (per core); older results: wall rows/s / cores."""
     got = peers.get(name, {})
     if got.get("rows_per_cpu_s") is not None:
@@ -27,7 +27,7 @@ def _rate(peers: dict[str, Any], name: str, cores: int) -> float | None:
 def _ort(peers: dict[str, Any], local: dict[str, Any], cores: int) -> float:
     """The bound's ORT rate: the rounds' ``ort`` (rows per CPU-second, timed beside the Spark
     peers) where the run has it, else the one measured alone after the rounds (older runs)."""
-    rate = _rate(peers, ORT, cores)
+    rate = peer_rate(peers, ORT, cores)
     return rate if rate is not None else float(local["ort_rows_per_s"])
 
 
@@ -40,16 +40,16 @@ def ratios(run: dict[str, Any], model: str) -> dict[str, float | None]:
     cores = int(run["cores"])
     result = run["models"][model]
     peers, local = result["peers"], result["in_process"]
-    job = _rate(peers, "job", cores)
+    job = peer_rate(peers, "job", cores)
     ort = _ort(peers, local, cores)
     alone = float(local["ort_rows_per_s"])  # beside sklearn's and the other forms', after the rounds
-    bound = _bound(_rate(peers, "floor_arrow", cores), ort)
-    bound_output = _bound(_rate(peers, "floor_output", cores), ort)
+    bound = _bound(peer_rate(peers, "floor_arrow", cores), ort)
+    bound_output = _bound(peer_rate(peers, "floor_output", cores), ort)
     sklearn = local.get("sklearn_rows_per_s")
-    pickle_rate = _rate(peers, "pickle_pandas", cores)
+    pickle_rate = peer_rate(peers, "pickle_pandas", cores)
 
     def over(name: str) -> float | None:
-        other = _rate(peers, name, cores)
+        other = peer_rate(peers, name, cores)
         return round(job / other, 2) if job and other else None
 
     return {
@@ -196,18 +196,18 @@ def apart_scaling(pairs: list[list[dict[str, Any]]], apart: list[list[dict[str, 
     return machine, versus
 
 
-def _grown(runs: list[dict[str, Any]], pairs: list[list[dict[str, Any]]] | None, model: str,
+def grown_by(runs: list[dict[str, Any]], pairs: list[list[dict[str, Any]]] | None, model: str,
            peer: str = "job") -> tuple[float | None, str]:  # fmt: skip
     """The scaling to judge: the median over the pairs of sessions where there are several,
     else the one pair's; and its cell's text."""
     each = paired_scaling(pairs, model, peer) if pairs else []
     if len(each) > 1:
-        return round(statistics.median(each), 2), _median_of(each)
+        return round(statistics.median(each), 2), median_of(each)
     one = scaling(runs, model, peer)
     return one, "-" if one is None else f"{one:.2f}x"
 
 
-def _median_of(values: list[float]) -> str:
+def median_of(values: list[float]) -> str:
     """A cell: the median, and each value where there are several."""
     median = statistics.median(values)
     if len(values) == 1:
@@ -245,7 +245,7 @@ def targets(
         return []
     per_run, per_row = ratios(one, model), marginal(one, model)
 
-    in_rounds = _rate(one["models"][model]["peers"], ORT, 1) is not None
+    in_rounds = peer_rate(one["models"][model]["peers"], ORT, 1) is not None
     in_worker = None if in_rounds else per_run.get("ort_in_worker_vs_alone")
 
     def verdict(value: float | None, least: float, key: str = "") -> str:
@@ -259,155 +259,9 @@ def targets(
     rows = [(what, per_run[key], per_row.get(f"{key}_marginal"),
              verdict(per_run[key], least, key)) for what, key, least in TARGETS]  # fmt: skip
     if len(runs) > 1 and int(runs[-1]["cores"]) == 2:
-        grown, _ = _grown([one, runs[-1]], pairs, model)
+        grown, _ = grown_by([one, runs[-1]], pairs, model)
         rows.append((f"job ≥ {SCALING_TARGET}x from 1 to 2 cores (wall)", grown, None,
                      verdict(grown, SCALING_TARGET)))  # fmt: skip
     return rows
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
-    return str(value)
-
-
-def render_markdown(report: dict[str, Any]) -> str:
-    lines = [f"# Benchmark: `{report['command']}`", "",
-             f"Machine: {report['machine']}. Medians of the timed runs. Per core: rows per "
-             "CPU-second of the JVM and its Python workers; wall: rows per second.", ""]  # fmt: skip
-    runs, pairs = report["runs"], report.get("scaling_pairs")
-    gcs = {f"{r['cores']} core(s): {', '.join(r['gc'])}" for r in runs if r.get("gc")}
-    if gcs:
-        lines[-1:] = [f"The JVM's collectors: {'; '.join(sorted(gcs))}.", ""]
-    models = list(runs[0]["models"]) if runs else []
-    for model in models:
-        lines += [f"## {model}", "", "| peer | " + " | ".join(
-            f"{r['cores']} core(s): per core (wall)" for r in runs) + " |",
-            "|---|" + "---|" * len(runs)]  # fmt: skip
-        names = list(runs[0]["models"][model]["peers"])
-        for name in names:
-            cells = []
-            for r in runs:
-                got = r["models"][model]["peers"].get(name, {})
-                if not got:
-                    cells.append("-")
-                elif "rows_per_s" in got:
-                    per_core = _rate(r["models"][model]["peers"], name, r["cores"])
-                    cells.append(f"{_fmt(per_core)} ({_fmt(float(got['rows_per_s']))})")
-                else:
-                    cells.append(f"fails: {got['error']}")
-            label = f"{name} (no Spark: ORT alone, 1 thread)" if name == ORT else name
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        for key in ("ort_rows_per_s", "ort_strings_rows_per_s", "ort_ensemble_rows_per_s",
-                    "sklearn_rows_per_s", "ceiling_rows_per_s"):
-            cells = [_fmt(r["models"][model]["in_process"].get(key)) for r in runs]
-            lines.append(f"| {key.removesuffix('_rows_per_s')} (1 thread, no Spark, after "
-                         "the rounds: wall) | "
-                         + " | ".join(cells) + " |")  # fmt: skip
-        lines += ["", "| ratio | " + " | ".join(f"{r['cores']} core(s)" for r in runs) + " |",
-                  "|---|" + "---|" * len(runs)]  # fmt: skip
-        table = [ratios(r, model) for r in runs]
-        for key in table[0]:
-            lines.append(f"| {key} | " + " | ".join(_fmt(t[key]) for t in table) + " |")
-        rounds = bound_by_round(runs[0], model)
-        if rounds:
-            lines.append(f"| job_vs_bound round by round ({runs[0]['cores']} core(s)) | "
-                         f"{', '.join(f'{r:.2f}' for r in rounds)} |")  # fmt: skip
-        for peer in ("job", "floor_arrow", "handwritten_onnx", "job" + BIG, "floor_arrow" + BIG):
-            grown, text = _grown(runs, pairs, model, peer)
-            if grown is not None:
-                lines.append(f"| {peer} scaling {runs[0]['cores']} → {runs[-1]['cores']} cores "
-                             f"(wall) | {text} |")  # fmt: skip
-        machine, versus = apart_scaling(pairs or [], report.get("scaling_apart") or [], model)
-        if machine:
-            many = runs[-1]["cores"]
-            lines += [f"| job: {many} one-core sessions at once over one (this machine's own "
-                      f"scaling) | {_median_of(machine)} |",
-                      f"| job: local[{many}] over those {many} sessions at once | "
-                      f"{_median_of(versus)} |"]  # fmt: skip
-        judged = targets(runs, model, pairs)
-        if judged:
-            lines += ["", "Targets (1 core; met or not on the ratio per run; the speed issue states "
-                      "them for the RF, on another model they compare):", "",
-                      "| target | per run | per row | |", "|---|---|---|---|"]  # fmt: skip
-            lines += [f"| {what} | {_fmt(run)} | {_fmt(row)} | {verdict} |"
-                      for what, run, row, verdict in judged]  # fmt: skip
-        apart = marginal(runs[0], model)
-        if apart:
-            lines += ["", f"Per row and per run ({runs[0]['cores']} core(s), from the two sizes: "
-                      "rows per CPU-second past the fixed cost; the fixed cost in CPU-seconds):",
-                      "", "| figure | value |", "|---|---|"]  # fmt: skip
-            lines += [f"| {k} | {_fmt(v)} |" for k, v in apart.items()]
-        split = cpu_per_million(runs[0]["models"][model]["peers"])
-        if split:
-            lines += ["", f"Where the CPU goes ({runs[0]['cores']} core(s)): CPU-seconds per 1M "
-                      "rows by process; the JVM scans, casts, validates, moves Arrow batches "
-                      "and writes Parquet, the workers convert and score:", "",
-                      "| peer | driver | JVM | Python workers |", "|---|---|---|---|"]  # fmt: skip
-            lines += [f"| {name} | {got['driver']:.2f} | {got['jvm']:.2f} | {got['workers']:.2f} |"
-                      for name, got in split.items()]  # fmt: skip
-        profile = runs[0]["models"][model]["in_process"]["profile_ms_per_10k"]
-        lines += ["", "One 10k-row batch through the job's worker steps, in one process, ms "
-                  "(parquet_write is pyarrow's; Spark's writer runs in the JVM): " + ", ".join(
-            f"{k} {v}" for k, v in profile.items()), ""]  # fmt: skip
-    forms = next((r["tree_forms"] for r in runs if r.get("tree_forms")), None)
-    if forms:
-        lines += render_tree_forms(forms)
-    return "\n".join(lines) + "\n"
-
-
-def render_tree_forms(forms: list[dict[str, Any]]) -> list[str]:
-    """jobs.benchmark.trees: the tree ensemble against the matmul form as the trees grow."""
-    lines = ["## Tree forms", "",
-             "ONNX Runtime alone, 1 thread, 10k-row batches, 50 trees on 11 features "
-             "(jobs/_bench_trees.py): ns per row with the ai.onnx.ml tree ensemble and with the "
-             "matrix-product form (formats.onnx.trees_matmul); `trees=\"auto\"` rewrites up "
-             "to the mean splits per tree it names. One row: the latency of a call with a "
-             "single row.", "",
-             "| model | splits per tree | ensemble ns/row | matmul ns/row | matmul speedup "
-             "| one row: ensemble us | one row: matmul us |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {f['kind']} | {f['splits']} | {f['ensemble_ns_per_row']} | "
-              f"{f['matmul_ns_per_row']} | {f['speedup']:.2f}x | "
-              f"{f.get('ensemble_one_row_us', '-')} | {f.get('matmul_one_row_us', '-')} |"
-              for f in forms]  # fmt: skip
-    return [*lines, ""]
-
-
-def _workers(by_workers: dict[Any, Any], n: int) -> dict[str, Any]:
-    """One cluster's {model: peers} of a pair ({"1": ..., "2": ...}; int keys before JSON)."""
-    got: dict[str, Any] = by_workers.get(str(n), by_workers.get(n, {}))
-    return got
-
-
-def _cluster_runs(by_workers: dict[Any, Any]) -> list[dict[str, Any]]:
-    """One pair of clusters as a pair of the local report's runs, so that one :func:`_grown`
-    judges both."""
-    return [{"cores": n, "models": {model: {"peers": peers}
-                                    for model, peers in _workers(by_workers, n).items()}}
-            for n in (1, 2)]  # fmt: skip
-
-
-def render_cluster(report: dict[str, Any]) -> str:
-    """``--cluster``: wall-clock rows/s with 1 and 2 one-core workers, and the scaling."""
-    result = report["cluster"]
-    lines = [f"# Cluster scaling: `{report['command']}`", "",
-             f"Machine: {report['machine']}. A standalone master and one-core workers on "
-             f"127.0.0.1, each worker pinned to its own core; {result['rows']:,} rows; medians, "
-             "wall-clock rows/s (of the first pair of clusters; the scaling over every pair).",
-             "",
-             "| model | peer | 1 worker | 2 workers | scaling |", "|---|---|---|---|---|"]  # fmt: skip
-    by_workers = result["workers"]
-    one, two = _workers(by_workers, 1), _workers(by_workers, 2)
-    first, pairs = _cluster_runs(by_workers), [_cluster_runs(p) for p in result.get("pairs", [])]
-    for model, peers in one.items():
-        for name, got in peers.items():
-            other = two.get(model, {}).get(name, {})
-            a, b = got.get("rows_per_s"), other.get("rows_per_s")
-            grown = _grown(first, pairs, model, name)[1]
-            cells = [_fmt(float(a)) if a else got.get("error", "-"),
-                     _fmt(float(b)) if b else other.get("error", "-")]  # fmt: skip
-            lines.append(f"| {model} | {name} | {cells[0]} | {cells[1]} | {grown} |")
-    return "\n".join(lines) + "\n"
