@@ -26,9 +26,14 @@ class Parser(argparse.ArgumentParser):
 
 def guarded(run: Callable[[list[str]], int], argv: Sequence[str] | None) -> int:
     """``run(argv)`` as an entry point: our errors and the Spark errors :func:`spark_error`
-    knows become one line on stderr and their exit code (2 for bad input)."""
+    knows become one line on stderr and their exit code (2 for bad input); ``--help`` (argparse's
+    SystemExit) is its exit code."""
     try:
         return run(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # --help, or a step that chose its exit code or message
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except ModelportError as exc:
         return _fail(exc)
     except Exception as exc:

@@ -12,13 +12,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from jobs._cli import Parser, guarded
+
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> Parser:
     from jobs.benchmark.peers import PEERS
 
-    parser = argparse.ArgumentParser(prog="python -m jobs.bench", description=__doc__.split("\n")[0])
+    parser = Parser(prog="python -m jobs.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--cores", default="1,2", help="core counts, each a pinned local[N] run")
     parser.add_argument("--models", default="rf,logreg")
@@ -62,9 +64,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return guarded(lambda args: _main(args, argv), argv)
+
+
+def _main(args: list[str], argv: Sequence[str] | None) -> int:
     from jobs.benchmark.run import run
 
-    return run(_parser().parse_args(argv), argv)
+    return run(_parser().parse_args(args), argv)
 
 
 if __name__ == "__main__":

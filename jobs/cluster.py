@@ -56,10 +56,7 @@ def _run(argv: list[str]) -> int:
         up,
     )  # fmt: skip
 
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
+    args = _parser().parse_args(argv)
     if args.verb == "up":
         up(args.dir, args.workers, args.cores, args.memory, args.port, args.ui_port, args.timeout)
     elif args.verb == "down":

@@ -71,10 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(argv: list[str]) -> int:
     from jobs.comparison import run
 
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
+    args = _parser().parse_args(argv)
     return run(args)
 
 

@@ -14,7 +14,6 @@ temporary directory that is renamed into place when complete.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -24,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from formats.errors import UsageError
+from jobs._cli import Parser, guarded
 
 __all__ = ["FEATURES", "TARGET", "generate", "load_penguins", "main"]
 
@@ -93,15 +95,18 @@ def generate(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.datagen", description=__doc__.split("\n")[0])
+    return guarded(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    parser = Parser(prog="python -m jobs.datagen", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows to write")
     parser.add_argument("--output", default="data/penguins", help="directory to (re)write")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--rows-per-file", type=int, default=ROWS_PER_FILE)
     args = parser.parse_args(argv)
     if args.rows < 1 or args.rows_per_file < 1:
-        print("error: --rows and --rows-per-file must be at least 1", file=sys.stderr)
-        return 2
+        raise UsageError("--rows and --rows-per-file must be at least 1")
     files = generate(args.rows, args.output, seed=args.seed, rows_per_file=args.rows_per_file)
     print(f"wrote {args.rows:,} rows in {len(files)} file(s) to {args.output}")
     return 0

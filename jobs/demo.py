@@ -8,11 +8,12 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from jobs._cli import Parser, guarded
 
 __all__ = ["main"]
 
@@ -24,7 +25,11 @@ def _step(text: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.demo", description=__doc__.split("\n")[0])
+    return guarded(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    parser = Parser(prog="python -m jobs.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of data to score")
     parser.add_argument("--workdir", default=".", help="where data/, bundles/ and out/ go")
     parser.add_argument("--model", default="rf", help="rf, logreg, hgb, xgboost or lightgbm")
@@ -73,9 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = pd.read_parquet(output).sort_values("row_id").head(5)
         console().print(first.to_string(index=False))  # row ids, not pandas' file offsets
 
-    from formats.cli import run_api
-
-    return run_api(story)
+    story()
+    return 0
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ stratified split); the other 25 % are the held-out rows of ``make parity``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
+from jobs._cli import Parser, guarded
 from jobs.datagen import CATEGORICAL, NUMERIC, TARGET, load_penguins
 
 __all__ = ["MODELS", "default_pipeline", "main", "split"]
@@ -95,34 +95,32 @@ def train(model: str = "rf") -> tuple[Any, pd.DataFrame]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from formats.cli import run_api
+    return guarded(_main, argv)
 
-    parser = argparse.ArgumentParser(prog="python -m jobs.export", description=__doc__.split("\n")[0])
+
+def _main(argv: list[str]) -> int:
+    parser = Parser(prog="python -m jobs.export", description=__doc__.split("\n")[0])
     parser.add_argument("--output", default="bundles/penguins", help="bundle directory to write")
     parser.add_argument("--model", choices=MODELS, default="rf")
     parser.add_argument(
         "--formats", default="pickle,skops,pmml,onnx", help="comma-separated formats to save"
     )
     args = parser.parse_args(argv)
+    from formats import save
+    from formats.render import print_saved
 
-    def export() -> None:
-        from formats import save
-
-        pipeline, x_train = train(args.model)
-        bundle = save(
-            pipeline,
-            args.output,
-            sample=x_train,
-            formats=[f.strip() for f in args.formats.split(",") if f.strip()],
-            name=f"penguins-{args.model}",
-            description=f"Palmer penguins species, {args.model} pipeline",
-            overwrite=True,
-        )
-        from formats.render import print_saved
-
-        print_saved(bundle)
-
-    return run_api(export)
+    pipeline, x_train = train(args.model)
+    bundle = save(
+        pipeline,
+        args.output,
+        sample=x_train,
+        formats=[f.strip() for f in args.formats.split(",") if f.strip()],
+        name=f"penguins-{args.model}",
+        description=f"Palmer penguins species, {args.model} pipeline",
+        overwrite=True,
+    )
+    print_saved(bundle)
+    return 0
 
 
 if __name__ == "__main__":

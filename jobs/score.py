@@ -42,10 +42,7 @@ def _main(argv: list[str]) -> int:
     from jobs.scoring.output.summary import location, render
     from jobs.scoring.settings import load_settings
 
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
+    args = _parser().parse_args(argv)
     flags = {"job.bundle": args.bundle, "job.input": args.input, "job.output": args.output}
     summary = run_job(load_settings(args.conf, args.set, flags))
     console = Console()

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import onnxruntime as ort
 
-from jobs.scoring import providers as _providers
+from formats.onnx.runtime import providers as _providers
 from jobs.scoring.model import load_model
 from jobs.scoring.session import master_of, share_bytes
 from jobs.scoring.settings import ExecutionSettings

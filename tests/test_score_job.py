@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -484,6 +485,7 @@ def test_spark_submit(tmp_path: Path, penguins_bundle: Path, penguins_parquet: P
 
     submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
     out = tmp_path / "scores"
+    started = time.time()
     done = subprocess.run(
         [str(submit), "--properties-file", "conf/spark/local.conf",
          "--conf", "spark.ui.enabled=false", "--conf", "spark.ui.showConsoleProgress=false",
@@ -501,3 +503,12 @@ def test_spark_submit(tmp_path: Path, penguins_bundle: Path, penguins_parquet: P
     assert set(pd.read_parquet(out, columns=["model_sha256"])["model_sha256"]) == {
         summary["model_sha256"]
     }
+    # the run's clock starts with spark-submit's JVM, before the Python driver existed, and
+    # its phases add up to it
+    elapsed = time.time() - started
+    phases = summary["phases"]
+    assert list(phases) == ["start", "checks before Spark", "session", "checks", "parity gate",
+                            "score and write"]  # fmt: skip
+    assert summary["wall_seconds"] == pytest.approx(sum(phases.values()), abs=0.01)
+    assert 0 < summary["wall_seconds"] <= elapsed
+    assert phases["score and write"] == summary["seconds"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from formats.errors import MissingDependencyError
-from jobs.scoring import providers as p
+from formats.onnx.runtime import providers as p
 
 SCRIPT = Path(__file__).resolve().parents[1] / "conf" / "spark" / "gpu-discovery.sh"
 CPU_ONLY = ["AzureExecutionProvider", p.CPU]

@@ -45,6 +45,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from formats.errors import UsageError
+
 __all__ = ["run"]
 
 
@@ -99,18 +101,15 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     args.peers = [p for p in args.peers.split(",") if p]
     unknown = [p for p in args.peers if p not in PEERS]
     if unknown:
-        print(f"error: unknown peer(s) {unknown}; known: {', '.join(PEERS)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"unknown peer(s) {unknown}; known: {', '.join(PEERS)}")
     if 0 < args.marginal_rows <= args.rows:
-        print(f"error: --marginal-rows {args.marginal_rows} must be more than --rows "
-              f"{args.rows} (the second size of the same peers)", file=sys.stderr)  # fmt: skip
-        return 2
+        raise UsageError(f"--marginal-rows {args.marginal_rows} must be more than --rows "
+              f"{args.rows} (the second size of the same peers)")  # fmt: skip
     if args.scaling_pairs < 0 or (
         args.scaling_pairs and not args.cluster and len(args.cores.split(",")) < 2
     ):
-        print(f"error: --scaling-pairs {args.scaling_pairs} needs two core counts (--cores "
-              "1,2) or --cluster, and a count of 0 or more", file=sys.stderr)  # fmt: skip
-        return 2
+        raise UsageError(f"--scaling-pairs {args.scaling_pairs} needs two core counts (--cores "
+              "1,2) or --cluster, and a count of 0 or more")  # fmt: skip
     from jobs.benchmark.child import child, memory_check, on_cluster
 
     if args.child and args.cluster:
@@ -119,14 +118,12 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         args.cores = int(args.cores.split(",")[-1])
         return memory_check(args) if args.memory_check else child(args)
     if shutil.which("taskset") is None:
-        print("error: taskset not found (util-linux); it pins the benchmark's cores", file=sys.stderr)
-        return 2
+        raise UsageError("taskset not found (util-linux); it pins the benchmark's cores")
     if args.cluster:  # two workers, pinned to the cores there are (on one core: both there)
         return _cluster_report(args, argv)
     cores = [int(c) for c in args.cores.split(",")]
     if max(cores) > len(os.sched_getaffinity(0)):
-        print(f"error: this machine has {len(os.sched_getaffinity(0))} core(s)", file=sys.stderr)
-        return 2
+        raise UsageError(f"this machine has {len(os.sched_getaffinity(0))} core(s)")
     runs = [_run_child(n, args) for n in cores]
     pairs = [[runs[0], runs[-1]]] if len(cores) > 1 else []
     # with --scaling-pairs, each pair also runs its most cores as one-core sessions at once

@@ -46,14 +46,14 @@ def prepare(spark: Any, source: str, id_column: str, work: Path, rows: int | Non
     """The input as every engine reads it: the first ``rows`` rows (all when None) with an id
     column, in 2 files per core. A copy is written only where needed (``rows``, or no id
     column): a small Parquet in one file would be one task, i.e. one core."""
+    from jobs.scoring.checks import local_path
     from jobs.scoring.session import master_of
 
     cores = int(spark.sparkContext.defaultParallelism)
     data, warm = str(work / "input"), str(work / "warm-input")
-    local = "://" not in source or source.startswith("file://")
-    if local:  # pyarrow: a slice in a second, where Spark's first actions take many seconds
-        count = _slice_locally(source.removeprefix("file://"), id_column, Path(data), Path(warm),
-                               rows, cores)  # fmt: skip
+    local = local_path(source)
+    if local is not None:  # pyarrow: a slice in a second, where Spark's first actions take long
+        count = _slice_locally(str(local), id_column, Path(data), Path(warm), rows, cores)
         if count is None:
             data = source
             count = int(spark.read.parquet(data).count())

@@ -10,11 +10,12 @@ This package imports no benchmark, comparison or cluster code.
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from formats.errors import InputError, UsageError
+from jobs.scoring.clock import Phases, process_started
 from jobs.scoring.model import LoadedModel, load_model
 from jobs.scoring.output.summary import RunSummary
 from jobs.scoring.settings import Settings, load_settings
@@ -22,7 +23,7 @@ from jobs.scoring.settings import Settings, load_settings
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["LoadedModel", "RunSummary", "Settings", "check", "load_model", "load_settings",
+__all__ = ["Checked", "LoadedModel", "RunSummary", "Settings", "check", "load_model", "load_settings",
            "outputs", "run", "run_job"]  # fmt: skip
 
 
@@ -36,15 +37,23 @@ def outputs(settings: Settings) -> list[str]:
     return where
 
 
-def check(settings: Settings) -> LoadedModel:
+@dataclass(frozen=True)
+class Checked:
+    """What :func:`check` found before Spark starts, for :func:`run`."""
+
+    model: LoadedModel
+    input_rows: int | None  # the rows of a local input's files (None: a cluster filesystem's)
+
+
+def check(settings: Settings) -> Checked:
     """The checks that need no JVM, so that a mistake is one line within seconds: the settings
     name a bundle, an input and an output; the bundle (sha256 checked); the input's files
     (local paths: every footer read); the outputs (mode, writable); Java and the master.
 
     Returns
     -------
-    LoadedModel
-        The bundle's model, for :func:`run`.
+    Checked
+        The bundle's model and the input's row count, for :func:`run`.
 
     Raises
     ------
@@ -58,22 +67,30 @@ def check(settings: Settings) -> LoadedModel:
         if not getattr(settings.job, key):
             raise UsageError(f"no {key}: pass --{key} (or set job.{key} in the conf)")
     model = load_model(settings.job.bundle)
-    check_input(settings.job.input, [c.name for c in model.spec.columns])
+    rows = check_input(settings.job.input, [c.name for c in model.spec.columns])
     for location in outputs(settings):
         check_output(location, settings.output.mode)
         check_writable(location)
     preflight(settings)
-    return model
+    return Checked(model, rows)
 
 
-def run(spark: SparkSession, settings: Settings, model: LoadedModel | None = None) -> RunSummary:
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    checked: Checked | None = None,
+    phases: Phases | None = None,
+) -> RunSummary:
     """Score ``settings.job.input`` into ``settings.job.output`` in ``spark``.
 
     Parameters
     ----------
     spark : the session (classic or Spark Connect).
     settings : :func:`load_settings`'s; ``job.bundle``, ``job.input`` and ``job.output`` set.
-    model : the bundle's model when :func:`check` loaded it already.
+    checked : what :func:`check` found, when it ran: the model is not loaded again, and a
+        local input's emptiness is read off its footers rather than by a Spark job.
+    phases : the run's clock when it started before this call (:func:`run_job`'s); the
+        summary's ``wall_seconds`` and ``phases`` then count from there.
 
     Returns
     -------
@@ -105,7 +122,9 @@ def run(spark: SparkSession, settings: Settings, model: LoadedModel | None = Non
     from jobs.scoring.transform import ScoreMetrics, plan
 
     job, out = settings.job, settings.output
-    model = model if model is not None else load_model(job.bundle)
+    clock = phases if phases is not None else Phases()
+    model = checked.model if checked is not None else load_model(job.bundle)
+    rows = checked.input_rows if checked is not None else None
     df = spark.read.parquet(job.input)
     if out.mode == "overwrite":  # Spark's writer would delete the input before reading it
         reads = {"the input": job.input, "the bundle": model.bundle.location}
@@ -117,15 +136,19 @@ def run(spark: SparkSession, settings: Settings, model: LoadedModel | None = Non
         check_partitioning(out.partition_by, scoring.columns.fieldNames())
     if out.mode == "append":
         output.check_append(spark, job.output, scoring.columns, out.partition_by)
-    if not job.allow_empty_input and scoring.source.isEmpty():  # an upstream step failed
+    empty = rows == 0 if rows is not None else scoring.source.isEmpty()
+    if not job.allow_empty_input and empty:  # an upstream step most likely failed
         raise InputError(f"input {job.input!r} has no rows; nothing to score (set "
                          "job.allow_empty_input = true to write an empty output)")  # fmt: skip
+    clock.mark("checks")
     report = parity_gate(valid_rows(scoring.source, model.spec, settings), model, settings)
+    clock.mark("parity gate")
     # first: a run whose quarantine cannot be written must not leave a complete output
     quarantine = output.write_quarantine(scoring.source, model.spec, settings)
-    start = time.perf_counter()
+    if quarantine is not None:
+        clock.mark("quarantine")
     batches = output.write(scoring, writer, job.output, out.mode, out.partition_by)
-    seconds = time.perf_counter() - start
+    seconds = clock.mark("score and write")
     got = metrics.result()
     spec = model.spec
     summary = RunSummary(
@@ -152,6 +175,8 @@ def run(spark: SparkSession, settings: Settings, model: LoadedModel | None = Non
         writer=writer.why,
         parity=parity_summary(report),
         finished=datetime.now(UTC).isoformat(timespec="seconds"),
+        wall_seconds=round(sum(clock.seconds.values()), 3),
+        phases=dict(clock.seconds),
     )
     write_summary(summary, job.output)  # only now: the write succeeded
     return summary
@@ -162,10 +187,14 @@ def run_job(settings: Settings) -> RunSummary:
     used and left running; one built here is stopped)."""
     from jobs.scoring.session import build_session
 
-    model = check(settings)  # before Spark starts: a bad bundle or path fails fast
+    clock = Phases(since=process_started())
+    clock.mark("start")  # the JVM of spark-submit, Python, the imports
+    checked = check(settings)  # before Spark starts: a bad bundle or path fails fast
+    clock.mark("checks before Spark")
     built = build_session(settings)
+    clock.mark("session")
     try:
-        return run(built.spark, settings, model)
+        return run(built.spark, settings, checked, clock)
     finally:
         if built.created:
             built.spark.stop()

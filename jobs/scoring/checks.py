@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from formats._files import local_path as _local_path
 from formats.errors import InputError, UsageError
 
 __all__ = ["arrow_dataset", "check_footers", "check_input", "check_not_input", "check_output",
@@ -32,11 +33,10 @@ _SPECIAL = frozenset("*?[{")
 
 
 def local_path(location: str) -> Path | None:
-    """The local path of a local or ``file:`` location; None for a cluster filesystem's
-    (Spark's own one-line errors report those)."""
-    if location.startswith("file:"):
-        return Path(location.removeprefix("file:").removeprefix("//")).absolute()
-    return None if "://" in location else Path(location).absolute()
+    """The absolute local path of a local or ``file:`` location (:func:`formats._files.local_path`'s
+    rule); None for a cluster filesystem's (Spark's own one-line errors report those)."""
+    path = _local_path(location)
+    return path.absolute() if path is not None else None
 
 
 def check_output(location: str, mode: str) -> None:
@@ -48,12 +48,13 @@ def check_output(location: str, mode: str) -> None:
                          "or pass --set output.mode=overwrite (or append)")  # fmt: skip
 
 
-def check_input(location: str, columns: Sequence[str] = ()) -> None:
+def check_input(location: str, columns: Sequence[str] = ()) -> int | None:
     """A local input (a path or a Hadoop glob pattern) must exist and hold data files, each
-    of them Parquet, and agree on whether the model's ``columns`` hold strings or numbers."""
+    of them Parquet, and agree on whether the model's ``columns`` hold strings or numbers.
+    Returns the rows its files hold; None for a cluster filesystem's input (Spark reads it)."""
     roots = matches(location)
     if roots is None:
-        return
+        return None
     if not roots and is_glob(location):
         raise InputError(f"input {location!r} matches nothing; check the pattern")
     if not roots:
@@ -61,7 +62,7 @@ def check_input(location: str, columns: Sequence[str] = ()) -> None:
     files = data_files(roots)
     if not files:
         raise InputError(f"input {location!r} holds no data files; it is empty")
-    check_footers(location, files, columns)
+    return check_footers(location, files, columns)
 
 
 def is_glob(location: str) -> bool:
@@ -119,8 +120,8 @@ def arrow_dataset(location: str) -> Any:
     return ds.dataset(source, format="parquet", partitioning="hive")
 
 
-def check_footers(location: str, files: Sequence[Path], columns: Sequence[str]) -> None:
-    """Every data file's footer, read on the driver (about 70 µs a file here): a damaged file,
+def check_footers(location: str, files: Sequence[Path], columns: Sequence[str]) -> int:
+    """Every data file's footer, read on the driver; returns the rows they hold. A damaged file,
     or a model column that holds strings in one file and numbers in another, is one line before
     Spark starts. Spark takes one file's schema and fails the task that reads the odd file,
     after the parity gate, with an error class that names no fix. Names match in any case, as
@@ -129,15 +130,18 @@ def check_footers(location: str, files: Sequence[Path], columns: Sequence[str]) 
 
     wanted = {c.lower(): c for c in columns}
     kinds: dict[str, dict[str, Path]] = {}  # the model's column -> kind -> the first file
+    rows = 0
     for f in files:
         try:
-            schema = pq.read_schema(f)
+            footer = pq.read_metadata(f)
+            schema = footer.schema.to_arrow_schema()
         except Exception as exc:  # pyarrow: ArrowInvalid for a file that is not Parquet
             first = " ".join(str(exc).split())[:200]
             raise InputError(
                 f"input {location!r} is not Parquet: {f.name}: {first}; remove or replace "
                 "that file"
             ) from None
+        rows += footer.num_rows
         for field in schema:
             name, kind = wanted.get(field.name.lower()), _kind(field.type)
             if name is not None and kind is not None:
@@ -150,6 +154,7 @@ def check_footers(location: str, files: Sequence[Path], columns: Sequence[str]) 
                 "reads one file's type and fails on the others: rewrite them with one type, "
                 "or score them apart"
             )
+    return rows
 
 
 def _kind(typ: Any) -> str | None:

@@ -14,9 +14,9 @@ import os
 import re
 import socket
 import tempfile
-from pathlib import Path
 
 from formats.errors import UsageError
+from jobs.scoring.checks import local_path
 from jobs.scoring.settings import Settings
 
 __all__ = ["check_master", "check_writable", "preflight"]
@@ -87,9 +87,9 @@ def check_master(master: str) -> None:
 
 def check_writable(location: str) -> None:
     """A local output (or quarantine) directory can be created where it is named."""
-    if "://" in location and not location.startswith("file://"):
+    path = local_path(location)
+    if path is None:
         return  # a cluster filesystem: Spark's own errors report it
-    path = Path(location.removeprefix("file://"))
     parent = path.parent if not path.exists() else path
     while not parent.exists():
         parent = parent.parent

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from formats.errors import InputError
-from jobs.scoring import providers as _providers
+from formats.onnx.runtime import providers as _providers
 from jobs.scoring.model import MODEL_COLUMNS, LoadedModel, ModelSpec, output_struct
 from jobs.scoring.output.batches import row_bytes
 from jobs.scoring.plan import (

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from formats.errors import InputError
-from jobs.scoring import providers as _providers
+from formats.onnx.runtime import providers as _providers
 from jobs.scoring import tensor as _tensor
 from jobs.scoring.model import ModelSpec, output_struct
 from jobs.scoring.settings import ExecutionSettings

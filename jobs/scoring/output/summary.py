@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from formats._files import pyarrow_filesystem
 from jobs.scoring.checks import local_path
 
 __all__ = ["SUMMARY_NAME", "RunSummary", "location", "remove_summary", "render", "write_summary"]
@@ -56,6 +57,10 @@ class RunSummary:
     writer: str
     parity: dict[str, Any] | None
     finished: str
+    # from the start of the process the user launched (spark-submit's JVM) to the commit, and
+    # that time by phase (jobs.scoring.clock); ``seconds`` above is the score-and-write phase
+    wall_seconds: float | None = None
+    phases: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +80,7 @@ def render(summary: RunSummary) -> Any:
         ("rows in", f"{summary.rows_in:,}"),
         ("rows scored", f"{summary.rows_scored:,}"),
         ("rows invalid", _invalid_text(summary)),
-        ("seconds", f"{summary.seconds:.2f}"),
+        ("seconds", _seconds_text(summary)),
         ("rows/s", f"{summary.rows_per_second:,.0f}"),
         ("provider", summary.provider),
         ("ORT sessions", f"{summary.ort_sessions} in {summary.worker_processes} worker(s)"),
@@ -89,6 +94,13 @@ def render(summary: RunSummary) -> Any:
     for what, value in rows:
         table.add_row(what, value)
     return table
+
+
+def _seconds_text(summary: RunSummary) -> str:
+    if summary.wall_seconds is None:
+        return f"{summary.seconds:.2f} scoring and writing"
+    phases = ", ".join(f"{name} {s:.1f}" for name, s in summary.phases.items())
+    return f"{summary.wall_seconds:.1f} in all ({phases})"
 
 
 def _invalid_text(summary: RunSummary) -> str:
@@ -111,14 +123,6 @@ def location(output: str) -> str:
     return str(local / SUMMARY_NAME) if local is not None else f"{output.rstrip('/')}/{SUMMARY_NAME}"
 
 
-def _filesystem(location: str) -> tuple[Any, str]:
-    from pyarrow import fs
-
-    uri = "s3://" + location[len("s3a://") :] if location.startswith("s3a://") else location
-    filesystem, path = fs.FileSystem.from_uri(uri)
-    return filesystem, str(path)
-
-
 def write_summary(summary: RunSummary, output: str) -> str:
     """Write the summary into ``output``; returns where."""
     text = json.dumps(summary.to_dict(), indent=2) + "\n"
@@ -130,7 +134,7 @@ def write_summary(summary: RunSummary, output: str) -> str:
             fh.write(text)
         os.replace(tmp, target)
         return location(output)
-    filesystem, root = _filesystem(output)
+    filesystem, root = pyarrow_filesystem(output)
     path = f"{root.rstrip('/')}/{SUMMARY_NAME}"
     with filesystem.open_output_stream(path) as fh:  # object stores: a write is all or nothing
         fh.write(text.encode())
@@ -144,7 +148,7 @@ def remove_summary(output: str) -> None:
         (local / SUMMARY_NAME).unlink(missing_ok=True)
         return
     try:
-        filesystem, root = _filesystem(output)
+        filesystem, root = pyarrow_filesystem(output)
         filesystem.delete_file(f"{root.rstrip('/')}/{SUMMARY_NAME}")
     except (OSError, ValueError):  # absent, or a filesystem pyarrow cannot open: nothing to do
         pass
