@@ -117,7 +117,8 @@ compare-local: setup | $(DATA) $(BUNDLE) ## the in-process half alone (python -m
 jvm: setup ## compile the PMML Java UDF (jobs/java) into .cache/jvm (compare does it when needed)
 	$(PY) -m jobs.comparison.jvm
 
-bench: setup ## the job against its peers, pinned cores, medians (see README: Benchmarks)
+bench: setup ## the job against its peers: whole cold runs first, then in-session (docs/benchmarks.md)
+	$(PY) -m jobs.bench --end-to-end --sizes 10000,$(ROWS),4000000 --masters 2,1p --repeats 3
 	$(PY) -m jobs.bench --rows $(ROWS) --cores 1,2 --models rf,logreg --repeats 5 --marginal-rows 3000000 --tree-forms --scaling-pairs 2
 	$(PY) -m jobs.bench --cluster --rows $(ROWS) --models rf --repeats 5 --scaling-pairs 2
 	$(PY) -m jobs.bench --memory-check --rows 10000000 --cores 2

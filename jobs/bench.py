@@ -49,6 +49,16 @@ def _parser() -> Parser:
         help="the JVMs' collector: as conf/spark/*.conf leave it (conf: the JVM's own pick, "
         "SerialGC on one core and G1 on more), or this one, for an A/B",
     )  # fmt: skip
+    parser.add_argument(
+        "--end-to-end", action="store_true",
+        help="whole cold spark-submit runs of the job and the hand-written peers, interleaved",
+    )  # fmt: skip
+    parser.add_argument("--sizes", default="10000,1000000,4000000",
+                        help="--end-to-end: rows of each input")  # fmt: skip
+    parser.add_argument("--e2e-peers", default="job,tuned,guide,pickle",
+                        help="--end-to-end: of job, tuned, guide, pickle")  # fmt: skip
+    parser.add_argument("--masters", default="2,1p",
+                        help="--end-to-end: local[N] per run, 'p' pinned with taskset")  # fmt: skip
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--scaling-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--apart", type=int, default=-1, help=argparse.SUPPRESS)

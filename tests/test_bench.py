@@ -39,7 +39,8 @@ def _bench(tmp_path: Path, *args: str) -> dict[str, Any]:
                "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "out")]  # fmt: skip
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    name = "cluster.json" if "--cluster" in args else "results.json"
+    name = ("cluster.json" if "--cluster" in args
+            else "end-to-end.json" if "--end-to-end" in args else "results.json")  # fmt: skip
     report: dict[str, Any] = json.loads((tmp_path / "out" / name).read_text())
     return report
 
@@ -409,3 +410,19 @@ def test_bench_cluster_scaling_runs_on_a_standalone_cluster(tmp_path: Path) -> N
         not Path(f"/proc/{p.read_text().strip()}").exists()
         for p in (tmp_path / "work" / "cluster").glob("*.pid")
     )  # the cluster is down afterwards
+
+
+def test_end_to_end_times_whole_spark_submits_and_checks_every_row(tmp_path: Path) -> None:
+    """``--end-to-end``: the job and a hand-written peer as whole spark-submit processes; each
+    output counted (a peer that lost rows would be an error, not a time), the job's in-process
+    time read off its own summary, the ratio in the Markdown."""
+    report = _bench(tmp_path, "--end-to-end", "--sizes", "3000", "--masters", "1",
+                    "--repeats", "1", "--e2e-peers", "job,tuned")  # fmt: skip
+    [result] = report["end_to_end"]
+    assert (result["rows"], result["cores"], result["pinned"]) == (3000, 1, False)
+    for peer in ("job", "tuned"):
+        got = result["peers"][peer]
+        assert "error" not in got, got
+        assert 0 < got["in_process_s"] < got["wall_s"]
+    text = (tmp_path / "out" / "end-to-end.md").read_text()
+    assert "| 3,000 | local[1] |" in text and "job / tuned" in text

@@ -97,6 +97,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     """The benchmark ``python -m jobs.bench`` parsed (``argv``: its arguments, for the report)."""
     from jobs.benchmark.peers import PEERS
 
+    if args.end_to_end:
+        return _end_to_end(args, argv)
     args.models = [m for m in args.models.split(",") if m]
     args.peers = [p for p in args.peers.split(",") if p]
     unknown = [p for p in args.peers if p not in PEERS]
@@ -151,6 +153,26 @@ def _report(
     _atomic(out / f"{name}.md", text)
     print(text)
     return 0
+
+
+def _end_to_end(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """``--end-to-end``: whole cold processes (:mod:`jobs.benchmark.endtoend`), then the report."""
+    from jobs.benchmark.endtoend import PEERS, end_to_end, render
+
+    try:
+        sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+        modes = [(int(m.rstrip("p")), m.endswith("p")) for m in args.masters.split(",") if m]
+    except ValueError:
+        raise UsageError("--sizes takes rows like 10000,1000000; --masters cores like 2,1p") from None
+    peers = [p for p in args.e2e_peers.split(",") if p]
+    if not peers or [p for p in peers if p not in PEERS]:
+        raise UsageError(f"--e2e-peers takes some of {', '.join(PEERS)}")
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    results = end_to_end(sizes, modes, args.repeats, work, peers,
+                         say=lambda m: print(m, file=sys.stderr))  # fmt: skip
+    return _report(args, argv, "end-to-end", "end_to_end", results,
+                   lambda report: render(report["end_to_end"], report["command"]))
 
 
 def _cluster_report(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
