@@ -93,7 +93,7 @@ cluster-status: ## the cluster's master URL, ALIVE workers and running apps
 package: setup ## dist/modelport-code.zip (--py-files) and dist/env.tar.gz (--archives)
 	$(PY) -m jobs.cluster package --dist dist
 
-submit: package ## the Spark job on the cluster (make cluster-up first): DATA with BUNDLE into OUTPUT
+submit: package | $(DATA) $(BUNDLE) ## the Spark job on the cluster (make cluster-up first): DATA with BUNDLE into OUTPUT
 	$(PY) -m jobs.cluster submit --dir $(CLUSTER) --dist dist -- \
 	  --bundle $(BUNDLE) --input $(DATA) --output $(OUTPUT)
 

@@ -57,6 +57,8 @@ def _parser() -> Parser:
                         help="--end-to-end: rows of each input")  # fmt: skip
     parser.add_argument("--e2e-peers", default="job,tuned,guide,pickle",
                         help="--end-to-end: of job, tuned, guide, pickle")  # fmt: skip
+    parser.add_argument("--code", action="append", default=[], metavar="NAME=DIR",
+                        help="--end-to-end: the peer job@NAME runs the job of checkout DIR")  # fmt: skip
     parser.add_argument("--masters", default="2,1p",
                         help="--end-to-end: local[N] per run, 'p' pinned with taskset")  # fmt: skip
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

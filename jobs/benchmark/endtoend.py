@@ -36,13 +36,14 @@ LABELS = {
 
 def _command(peer: str, cores: int, pinned: bool, data: Path, bundle: Path,
              out: Path) -> list[str]:  # fmt: skip
+    """``job@NAME`` is the job of another checkout (run in it: ``--code NAME=DIR``)."""
     import pyspark
 
     submit = str(Path(pyspark.__file__).parent / "bin" / "spark-submit")
     cmd = [submit, "--properties-file", "conf/spark/local.conf", "--master", f"local[{cores}]",
            "--conf", "spark.ui.enabled=false", "--conf", "spark.ui.showConsoleProgress=false"]
     io = ["--bundle", str(bundle), "--input", str(data), "--output", str(out)]
-    if peer == "job":
+    if peer.partition("@")[0] == "job":
         cmd += ["jobs/score.py", "--conf", "conf/local.toml", *io, "--set", "output.mode=overwrite"]
     else:
         cmd += [SCRIPT, "--peer", peer, *io]
@@ -59,10 +60,13 @@ def _rows(out: Path) -> int:
 
 
 def _one(peer: str, cores: int, pinned: bool, data: Path, bundle: Path, out: Path,
-         rows: int) -> dict[str, Any]:  # fmt: skip
+         rows: int, code: dict[str, Path]) -> dict[str, Any]:  # fmt: skip
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    where = code.get(peer.partition("@")[2], ROOT)
+    if where != ROOT:  # another checkout's code, the same interpreter and packages
+        env["PYTHONPATH"] = str(where)
     start = time.perf_counter()
-    done = subprocess.run(_command(peer, cores, pinned, data, bundle, out), cwd=ROOT, env=env,
+    done = subprocess.run(_command(peer, cores, pinned, data, bundle, out), cwd=where, env=env,
                           capture_output=True, text=True)  # fmt: skip
     wall = time.perf_counter() - start
     if done.returncode != 0:
@@ -71,9 +75,9 @@ def _one(peer: str, cores: int, pinned: bool, data: Path, bundle: Path, out: Pat
     written = _rows(out)
     if written != rows:
         return {"error": f"wrote {written} rows of {rows}"}
-    if peer == "job":
+    if peer.partition("@")[0] == "job":
         summary = json.loads((out / "_modelport_summary.json").read_text())
-        inside = float(summary["phases"]["score and write"])
+        inside = float(summary.get("phases", {}).get("score and write", summary["seconds"]))
     else:
         inside = float(json.loads(done.stdout.strip().splitlines()[-1])["write_s"])
     return {"wall_s": round(wall, 3), "in_process_s": round(inside, 3)}
@@ -86,8 +90,11 @@ def end_to_end(
     work: Path,
     peers: Sequence[str] = PEERS,
     say: Callable[[str], None] = lambda _m: None,
+    code: dict[str, Path] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every peer at every size and mode ((cores, pinned)), ``repeats`` interleaved runs each."""
+    """Every peer at every size and mode ((cores, pinned)), ``repeats`` interleaved runs each.
+    ``code`` names other checkouts: the peer ``job@NAME`` is the job of ``code[NAME]``, so a
+    change is timed against the code before it in the same interleaved runs."""
     from formats import save
     from jobs.datagen import generate
     from jobs.export import train
@@ -106,7 +113,8 @@ def end_to_end(
             for r in range(repeats):
                 order = list(peers[r % len(peers):]) + list(peers[: r % len(peers)])
                 for peer in order:
-                    got = _one(peer, cores, pinned, data, bundle, work / f"out-{peer}", rows)
+                    got = _one(peer, cores, pinned, data, bundle, work / f"out-{peer}", rows,
+                               code or {})
                     say(f"end-to-end {rows:,} rows local[{cores}]{' pinned' if pinned else ''} "
                         f"{peer}: {got}")  # fmt: skip
                     runs[peer].append(got)
@@ -125,25 +133,28 @@ def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _ratio(peers: dict[str, Any], other: str) -> str:
+    """The job's wall time over ``other``'s, as text ("-" where either is missing)."""
     a, b = peers.get("job", {}).get("wall_s"), peers.get(other, {}).get("wall_s")
     return f"{a / b:.2f}" if a and b else "-"
 
 
 def render(results: list[dict[str, Any]], command: str) -> str:
     """The Markdown table: median wall per peer, its in-process time, the job's ratios."""
+    names = list(dict.fromkeys(p for r in results for p in r["peers"]))
     lines = ["## End to end: whole cold spark-submit runs (median wall s; in-process s)", "",
              f"`{command}`", "",
-             "| rows | master | " + " | ".join(PEERS) + " | job / tuned | job / pickle |",
-             "|---" * (len(PEERS) + 4) + "|"]  # fmt: skip
+             "| rows | master | " + " | ".join(names) + " | job / tuned | job / pickle |",
+             "|---" * (len(names) + 4) + "|"]  # fmt: skip
     for r in results:
         cells, peers = [], r["peers"]
-        for p in PEERS:
+        for p in names:
             got = peers.get(p, {})
             cells.append(f"{got['wall_s']:.1f} ({got['in_process_s']:.1f})" if "wall_s" in got
                          else got.get("error", "-"))  # fmt: skip
         master = f"local[{r['cores']}]" + (" pinned" if r["pinned"] else "")
         lines.append(f"| {r['rows']:,} | {master} | " + " | ".join(cells)
                      + f" | {_ratio(peers, 'tuned')} | {_ratio(peers, 'pickle')} |")  # fmt: skip
-    lines += ["", "Peers: " + "; ".join(f"`{p}` {LABELS[p]}" for p in PEERS) + ".",
+    lines += ["", "Peers: " + "; ".join(f"`{p}` {LABELS.get(p, 'the job of checkout ' + p)}"
+                                        for p in names) + ".",
               "A ratio below 1 is the job faster (whole process, wall)."]  # fmt: skip
     return "\n".join(lines) + "\n"

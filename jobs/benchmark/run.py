@@ -164,13 +164,21 @@ def _end_to_end(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         modes = [(int(m.rstrip("p")), m.endswith("p")) for m in args.masters.split(",") if m]
     except ValueError:
         raise UsageError("--sizes takes rows like 10000,1000000; --masters cores like 2,1p") from None
+    code = {}
+    for item in args.code:
+        name, _, where = item.partition("=")
+        if not name or not Path(where, "jobs", "score.py").is_file():
+            raise UsageError(f"--code {item!r}: give NAME=DIR, DIR a checkout with jobs/score.py")
+        code[name] = Path(where).resolve()
     peers = [p for p in args.e2e_peers.split(",") if p]
-    if not peers or [p for p in peers if p not in PEERS]:
-        raise UsageError(f"--e2e-peers takes some of {', '.join(PEERS)}")
+    unknown = [p for p in peers if p not in PEERS and p.partition("@")[2] not in code]
+    if not peers or unknown:
+        raise UsageError(f"--e2e-peers takes some of {', '.join(PEERS)} and job@NAME for each "
+                         f"--code NAME=DIR; not {unknown}")  # fmt: skip
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     results = end_to_end(sizes, modes, args.repeats, work, peers,
-                         say=lambda m: print(m, file=sys.stderr))  # fmt: skip
+                         say=lambda m: print(m, file=sys.stderr), code=code)  # fmt: skip
     return _report(args, argv, "end-to-end", "end_to_end", results,
                    lambda report: render(report["end_to_end"], report["command"]))
 

@@ -10,6 +10,7 @@ This package imports no benchmark, comparison or cluster code.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -182,6 +183,22 @@ def run(
     return summary
 
 
+def _warm(model: LoadedModel, settings: Settings) -> None:
+    """The Python work the run needs that no Spark call waits for: the gate's original
+    unpickled once (which imports scikit-learn and its estimators' modules: the gate's own
+    load is then quick) and the model with string codes. A failure here is left to the step
+    that needs the thing to report it."""
+    import contextlib
+
+    import formats
+
+    with contextlib.suppress(Exception):
+        if settings.job.parity_gate and "pickle" in model.bundle.manifest.saved_formats():
+            formats.load(model.bundle, "pickle")
+        if settings.execution.string_codes:
+            _ = model.string_codes
+
+
 def run_job(settings: Settings) -> RunSummary:
     """:func:`check`, then :func:`run` in the session the settings describe (an active one is
     used and left running; one built here is stopped)."""
@@ -191,7 +208,11 @@ def run_job(settings: Settings) -> RunSummary:
     clock.mark("start")  # the JVM of spark-submit, Python, the imports
     checked = check(settings)  # before Spark starts: a bad bundle or path fails fast
     clock.mark("checks before Spark")
+    # the JVM builds the session while Python readies what the run needs of its own
+    warming = threading.Thread(target=_warm, args=(checked.model, settings), daemon=True)
+    warming.start()
     built = build_session(settings)
+    warming.join()
     clock.mark("session")
     try:
         return run(built.spark, settings, checked, clock)
