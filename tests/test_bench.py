@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -416,11 +417,16 @@ def test_end_to_end_times_whole_spark_submits_and_checks_every_row(tmp_path: Pat
     """``--end-to-end``: the job and a hand-written peer as whole spark-submit processes; each
     output counted (a peer that lost rows would be an error, not a time), the job's in-process
     time read off its own summary, the ratio in the Markdown."""
+    checkout = tmp_path / "checkout"  # another checkout's job, as when timing a change
+    shutil.copytree(ROOT / "jobs", checkout / "jobs")
+    shutil.copytree(ROOT / "formats", checkout / "formats")
+    shutil.copytree(ROOT / "conf", checkout / "conf")
     report = _bench(tmp_path, "--end-to-end", "--sizes", "3000", "--masters", "1",
-                    "--repeats", "1", "--e2e-peers", "job,tuned")  # fmt: skip
+                    "--repeats", "1", "--e2e-peers", "job,tuned,job@other",
+                    "--code", f"other={checkout}")  # fmt: skip
     [result] = report["end_to_end"]
     assert (result["rows"], result["cores"], result["pinned"]) == (3000, 1, False)
-    for peer in ("job", "tuned"):
+    for peer in ("job", "tuned", "job@other"):
         got = result["peers"][peer]
         assert "error" not in got, got
         assert 0 < got["in_process_s"] < got["wall_s"]
