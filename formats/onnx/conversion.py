@@ -8,13 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 
 from formats.diff import Tolerance
 from formats.signature import Signature
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["ConversionResult", "Feed", "NativeRunner"]
 

@@ -6,13 +6,15 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 
 from formats.errors import InputError, ModelLoadError, UsageError
 from formats.signature import numpy_dtype_from_onnx
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["ModelSummary", "inspect"]
 
@@ -90,6 +92,8 @@ class ModelSummary:
 
 def inspect(model: str | Path | onnx.ModelProto) -> ModelSummary:
     """Summarize an ONNX file or proto: signature, opsets, producer, operators, parameters."""
+    import onnx
+
     from formats.onnx.convert.onnx import load_onnx
 
     path: Path | None = None
@@ -140,6 +144,8 @@ def inspect(model: str | Path | onnx.ModelProto) -> ModelSummary:
 
 def _describe(value_info: onnx.ValueInfoProto) -> dict[str, Any]:
     """Like a TensorSpec, but never refuses: exotic element types are shown by their ONNX name."""
+    import onnx
+
     kind = value_info.type.WhichOneof("value")
     if kind != "tensor_type":
         return {"name": value_info.name, "dtype": f"<{kind}>", "shape": []}
@@ -159,6 +165,8 @@ def _describe(value_info: onnx.ValueInfoProto) -> dict[str, Any]:
 
 def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
     """Every node, including those in the bodies of If, Loop and Scan."""
+    import onnx
+
     for node in graph.node:
         yield node
         for attr in node.attribute:
@@ -184,6 +192,7 @@ def _parameters(graph: onnx.GraphProto) -> tuple[int, int]:
 
 
 def _itemsize(data_type: int) -> int:
+    import onnx
     try:
         return int(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type)).itemsize)
     except (KeyError, TypeError, ValueError):

@@ -18,13 +18,14 @@ Gather reads, so the label is the original's, row for row.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
 
 from formats.schema import canonical_columns
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["LABEL_INDEX", "label_as_index"]
 
@@ -32,6 +33,7 @@ LABEL_INDEX = "label_index"
 
 
 def _constant(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
+    from onnx import numpy_helper
     for init in graph.initializer:
         if init.name == name:
             return numpy_helper.to_array(init)
@@ -44,6 +46,7 @@ def _constant(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
 
 
 def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
+    from onnx import helper
     for a in node.attribute:
         if a.name == name:
             return int(helper.get_attribute_value(a))
@@ -66,6 +69,9 @@ def _same_classes(table: np.ndarray, classes: Sequence[Any]) -> bool:
 def label_as_index(model: onnx.ModelProto, classes: Sequence[Any]) -> onnx.ModelProto | None:
     """``model`` with its ``label`` output replaced by ``label_index`` (int64, the row's class
     index into ``classes``), or None where the label is not that lookup (see the module)."""
+    import onnx
+    from onnx import helper
+
     g = model.graph
     outputs = [o.name for o in g.output]
     if "label" not in outputs or "probabilities" not in outputs or LABEL_INDEX in outputs:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from formats.errors import InferenceError, InputError, ModelLoadError, UsageError
 from formats.onnx.runtime.providers import resolve_providers
 from formats.signature import Signature, TensorSpec, numpy_dtype_from_ort
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["Session", "SessionOptions"]
 
@@ -65,7 +68,9 @@ class Session:
     ) -> None:
         self.options = options or SessionOptions()
         source: str | bytes
-        if isinstance(model, onnx.ModelProto):
+        # a ModelProto exists only where onnx is imported: a Spark worker scoring bytes never is
+        proto = getattr(sys.modules.get("onnx"), "ModelProto", None)
+        if proto is not None and isinstance(model, proto):
             source = model.SerializeToString()
         elif isinstance(model, bytes):
             source = model

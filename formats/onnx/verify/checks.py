@@ -17,14 +17,14 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import onnx
-
 from formats._text import one_line
 from formats.errors import ModelportError, UsageError
 from formats.onnx.verify.report import CheckResult
 from formats.signature import numpy_dtype_from_onnx
 
 if TYPE_CHECKING:
+    import onnx
+
     from formats.onnx.runtime import Session
 
 __all__ = ["max_supported_opsets", "requested_providers", "run_checks"]
@@ -51,6 +51,7 @@ def run_checks(
 
 
 def checker(model: onnx.ModelProto) -> CheckResult:
+    import onnx
     if model.ByteSize() >= _PROTOBUF_LIMIT:
         return CheckResult("onnx.checker", True, "skipped: the model is over 2 GiB in memory")
     try:
@@ -61,6 +62,7 @@ def checker(model: onnx.ModelProto) -> CheckResult:
 
 
 def shape_inference(model: onnx.ModelProto) -> CheckResult:
+    import onnx
     try:
         inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except Exception as exc:
@@ -97,6 +99,8 @@ def opset_supported(model: onnx.ModelProto) -> CheckResult:
 @functools.cache
 def max_supported_opsets() -> tuple[dict[str, int], str]:
     """Newest opset per domain ("" is ai.onnx) that the installed ONNX Runtime knows."""
+    import onnx
+
     try:
         from onnxruntime.capi import _pybind_state
 
@@ -138,6 +142,8 @@ def load_on(model: bytes | onnx.ModelProto, provider: str) -> tuple[CheckResult,
 
 def servable(model: onnx.ModelProto) -> CheckResult:
     """Only plain tensors can be served over the V2 protocol: no sequences, maps or optionals."""
+    import onnx
+
     problems = []
     initializers = {init.name for init in model.graph.initializer}
     for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
