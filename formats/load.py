@@ -16,7 +16,8 @@ from formats.errors import UsageError
 
 __all__ = ["ENGINES", "Scorer", "load"]
 
-# format -> its engines, the first being the default
+# format -> its engines, the first being the default (PMML's is the one that agreed with the
+# original at save time: formats.pmml_engines.faithful_engine)
 ENGINES: dict[str, tuple[str, ...]] = {
     "pickle": ("sklearn",),
     "skops": ("sklearn",),
@@ -49,7 +50,8 @@ def load(
         ``"onnx"`` (the default), ``"pickle"``, ``"skops"`` or ``"pmml"``.
     engine
         The engine for ``fmt``: ``"onnxruntime"``; ``"sklearn"`` for pickle and skops;
-        ``"pypmml"`` (the default) or ``"jpmml"`` for PMML.
+        ``"jpmml"`` or ``"pypmml"`` for PMML, by default the one that agreed with the original
+        when the bundle was saved (JPMML-Evaluator where both did, and in older bundles).
     **options
         ONNX only: ``providers`` (ONNX Runtime's execution providers) and
         ``intra_op_threads``.
@@ -87,6 +89,10 @@ def load(
         bundle = Bundle.open(bundle)
     if fmt not in ENGINES:
         raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(ENGINES)}")
+    if engine is None and fmt == "pmml" and "pmml" in bundle.manifest.formats:
+        from formats.pmml_engines import faithful_engine
+
+        engine = faithful_engine(bundle.manifest.formats["pmml"].details)
     engine = engine or ENGINES[fmt][0]
     if engine not in ENGINES[fmt]:
         raise UsageError(

@@ -1,9 +1,13 @@
 """``formats.parity``: every format and engine of a bundle against the original model.
 
-The original is the pickle: the fitted object itself, scored by its own ``predict`` and
-``predict_proba``. Each other scorer runs on the same rows; labels must agree on the stated share
-of rows and every probability or prediction within ``atol + rtol * |original|``. Results are
-data (:class:`ParityReport`, ``to_dict()``); :mod:`formats.render` draws them.
+The original is the fitted object unpickled from the bundle and called directly, by its own
+``predict`` and ``predict_proba``, on the rows as given: only the model's columns, in order,
+with pandas' categories where it was fitted on them. Not the pickle's scorer, which feeds a
+missing value in the form training held (:mod:`formats.missing`) as every format does, and so
+would hide a conversion the formats make. Every scorer, the pickle's included, runs on the same
+rows; labels must agree on the stated share of rows and every probability or prediction within
+``atol + rtol * |original|``. Results are data (:class:`ParityReport`, ``to_dict()``);
+:mod:`formats.render` draws them.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from formats.bundle import Bundle
 from formats.diff import OutputDiff, Tolerance, compare_frames
 from formats.errors import InputError, ModelportError
 from formats.load import ENGINES, Scorer, load
+from formats.schema import ColumnSpec
 
 __all__ = ["EngineParity", "OutputDiff", "ParityReport", "parity", "read_data"]
 
@@ -88,8 +93,8 @@ def parity(
 ) -> ParityReport:
     """Score the same rows with every format and engine of a bundle and with the original.
 
-    The original is the pickle, scored by the fitted object's own ``predict`` and
-    ``predict_proba``. A format passes where labels agree on the tolerance's share of rows and
+    The original is the fitted object unpickled from the bundle, called by its own ``predict``
+    and ``predict_proba`` on the rows as given (the model's columns, in order). A format passes where labels agree on the tolerance's share of rows and
     every probability or prediction is within ``atol + rtol * |original|``
     (:mod:`formats.diff`). An engine that fails to load or score is a result with status
     ``"error"``, not an exception.
@@ -99,11 +104,13 @@ def parity(
     bundle
         The bundle, or its location.
     data
-        The rows to score: a DataFrame, or a Parquet file or directory. By default the
-        bundle's input example (rows of the training sample); pass held-out rows for a real
-        check.
+        The rows to score: a DataFrame, taken as given, or a Parquet file or directory, whose
+        null strings are read in the form the pipeline was fitted on (``ColumnSpec.missing``).
+        By default the bundle's input example (rows of the training sample); pass held-out
+        rows for a real check.
     formats
-        The formats to compare (all but the pickle by default).
+        The formats to compare (all by default; the pickle's scorer too, which feeds missing
+        values in the form training held).
     tolerance
         What passes; by default the bundle's own (``manifest.tolerance``).
     rows
@@ -141,21 +148,21 @@ def parity(
         bundle = Bundle.open(bundle)
     manifest = bundle.manifest
     tol = tolerance or manifest.tolerance
-    if data is None:
-        frame = pd.read_parquet(_example(bundle))
-    elif isinstance(data, pd.DataFrame):
+    if isinstance(data, pd.DataFrame):
         frame = data
     else:
-        frame = read_data(data)
+        frame = pd.read_parquet(_example(bundle)) if data is None else read_data(data)
+        # Parquet has one null: read as the form training held, as every format feeds it
+        frame = _nulls_as_fitted(frame, manifest.inputs)
     if rows is not None:
         frame = frame.head(rows)
     if len(frame) == 0:
         raise InputError("the parity data has no rows; pass a dataset with rows to compare")
-    original = load(bundle, "pickle")
-    expected = original.predict(frame)
+    note = _forms_note(frame, manifest.inputs)
+    expected = _original(bundle, frame, note)
     results = []
     for fmt, engines in ENGINES.items():
-        if fmt == "pickle" or (formats is not None and fmt not in formats):
+        if formats is not None and fmt not in formats:
             continue
         entry = manifest.formats.get(fmt)
         for engine in engines:
@@ -163,8 +170,61 @@ def parity(
                 reason = entry.why_not() if entry else "not saved"
                 results.append(EngineParity(fmt, engine, "not saved", reason))
                 continue
-            results.append(_compare(bundle, fmt, engine, frame, expected, tol))
+            result = _compare(bundle, fmt, engine, frame, expected, tol)
+            if result.status == "fail" and not result.reason:
+                result.reason = "; ".join(r for r in (_why(bundle, fmt, engine), note) if r)
+            results.append(result)
     return ParityReport(bundle.location, len(frame), tol, results)
+
+
+def _original(bundle: Bundle, frame: pd.DataFrame, note: str) -> pd.DataFrame:
+    """The unpickled fitted object's own scores of the rows as given."""
+    from formats._text import one_line
+    from formats.sklearn_formats import load_pickle, model_scores, rows_as_given
+
+    m = bundle.manifest
+    model = load_pickle(bundle.read(bundle.file_of("pickle")))
+    x = rows_as_given(frame, m.inputs)
+    try:
+        return model_scores(model, x, m.task, m.classes, m.has_proba, frame.index)
+    except (ValueError, TypeError) as exc:  # the model refuses these rows (NaN, an unseen value)
+        why = f" ({note})" if note else ""
+        raise InputError(
+            f"the original model cannot score these rows as given: {one_line(exc)}{why}"
+        ) from None
+
+
+def _nulls_as_fitted(frame: pd.DataFrame, inputs: list[ColumnSpec]) -> pd.DataFrame:
+    """Parquet's null strings (None once read) in the form the pipeline was fitted on."""
+    from formats.schema import missing_as_fitted
+
+    return missing_as_fitted(frame, inputs, one_null=True)
+
+
+def _forms_note(frame: pd.DataFrame, inputs: list[ColumnSpec]) -> str:
+    """Where the rows hold a missing category in the form training did not: every format feeds
+    it in training's form while the original takes it as given, so they may differ there."""
+    from formats.missing import held_forms
+
+    found = [
+        f"{s.name!r} (held as {' and '.join(sorted(held))}, fitted on {s.missing})"
+        for s in inputs
+        if s.kind == "string" and s.missing != "both" and s.name in frame
+        and (held := held_forms(frame[s.name])) - {s.missing}
+    ]  # fmt: skip
+    if not found:
+        return ""
+    return (f"missing categories in a form the pipeline was not fitted on: {', '.join(found)}; "
+            "every format feeds the fitted form, the original takes the rows as given")  # fmt: skip
+
+
+def _why(bundle: Bundle, fmt: str, engine: str) -> str:
+    """Why a format that ran disagrees, where that is known (PMML4S: formats.pmml_engines)."""
+    if fmt != "pmml" or engine != "pypmml":
+        return ""
+    from formats.pmml_engines import pypmml_cause
+
+    return pypmml_cause(bundle)
 
 
 def _example(bundle: Bundle) -> Any:

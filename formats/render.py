@@ -68,6 +68,12 @@ def _format_notes(details: dict[str, Any]) -> str:
         parts.append(f"sklearn2pmml {details['sklearn2pmml']}")
     if details.get("labels_only"):
         parts.append(f"labels only ({details['labels_only']})")
+    if details.get("engines"):
+        from formats.pmml_engines import faithful_engine
+
+        agreed = [e for e, v in details["engines"].items() if v.get("agrees")]
+        parts.append(f"agreed on the sample: {', '.join(agreed) or 'no engine'}; "
+                     f"load runs {faithful_engine(details)}")  # fmt: skip
     return "; ".join(parts)
 
 
@@ -86,8 +92,8 @@ def parity_table(report: ParityReport) -> Table:
 
     tol = report.tolerance
     table = Table(
-        title=f"parity against the original (pickle), {report.rows:,} rows; pass: labels >= "
-        f"{tol.labels:.0%}, |diff| <= {tol.atol:g} + {tol.rtol:g}*|original|",
+        title=f"parity against the original (the unpickled model, rows as given), {report.rows:,} "
+        f"rows; pass: labels >= {tol.labels:.0%}, |diff| <= {tol.atol:g} + {tol.rtol:g}*|original|",
         title_justify="left",
         show_edge=False,
     )

@@ -23,6 +23,7 @@ import pandas as pd
 from formats.bundle import Bundle, sha256_file
 from formats.errors import FormatUnsupportedError, InputError, UsageError
 from formats.manifest import FORMATS, FormatEntry, Manifest, Tolerance
+from formats.missing import with_missing_forms
 from formats.nulls import with_null_tolerance
 from formats.schema import ColumnSpec, input_specs
 from formats.sklearn_formats import final_estimator
@@ -65,8 +66,9 @@ def save(
     out_dir
         The bundle directory to create.
     sample
-        Rows with the columns the model was fitted on, as a DataFrame: the input schema, the
-        ONNX export's checks and the bundle's input example are read off it.
+        Rows with the columns the model was fitted on, as a DataFrame: the input schema (with
+        the form, None or NaN, a missing category takes), the ONNX export's and the PMML
+        engines' checks and the bundle's input example are read off it.
     formats
         The formats to write, of ``"pickle"``, ``"skops"``, ``"pmml"`` and ``"onnx"`` (all by
         default; PMML needs Java).
@@ -126,6 +128,10 @@ def save(
     _check_columns(model, specs)
     specs = with_unknown_tolerance(model, specs)  # the Spark job's unseen-category rule
     task, classes = _task(model)
+    tol = tolerance or default_tolerance(task)
+    has_proba = task == "classification" and hasattr(model, "predict_proba")
+    # before the writers: the ONNX export reads each column's missing form
+    specs = with_missing_forms(model, sample, specs, tol)
     if "pmml" in formats:
         from formats.java import java_version
 
@@ -137,8 +143,14 @@ def save(
             fmt: _write_format(fmt, model, sample, specs, task, tmp, (onnx_precision, onnx_trees))
             for fmt in formats
         }
-        tol = tolerance or default_tolerance(task)
-        has_proba = task == "classification" and hasattr(model, "predict_proba")
+        pmml = entries.get("pmml")
+        if pmml is not None and pmml.saved:
+            from formats.pmml_engines import engine_agreement
+
+            # which engine scores the document as the original does: load's default engine
+            pmml.details["engines"] = engine_agreement(
+                tmp / FORMATS["pmml"], model, sample, specs, (task, classes, has_proba), tol
+            )
         onnx = entries.get("onnx")
         onnx_file = onnx.file if onnx is not None and onnx.status == "saved" else None
         onnx_bytes = (tmp / onnx_file).read_bytes() if onnx_file else None
@@ -209,10 +221,13 @@ def _skops(model: Any, _s: pd.DataFrame, _c: Any, _t: str, path: Path, _o: Any) 
     return write_skops(model, path)
 
 
-def _pmml(model: Any, sample: pd.DataFrame, _c: Any, _t: str, path: Path, _o: Any) -> dict[str, Any]:
+def _pmml(
+    model: Any, sample: pd.DataFrame, specs: list[ColumnSpec], _t: str, path: Path, _o: Any
+) -> dict[str, Any]:
+    from formats.missing import pmml_copy
     from formats.pmml import write_pmml
 
-    return write_pmml(model, sample, path)
+    return write_pmml(pmml_copy(model, specs), sample, path)
 
 
 def _onnx(

@@ -1,12 +1,12 @@
 """The model's input and output contract, and the checks every scorer runs against it.
 
 A bundle's inputs are named columns, each ``numeric`` (float64, int64, bool; NaN allowed where the
-pipeline imputes) or ``string`` (categories; ``None`` allowed where the pipeline imputes). Every
-scorer takes a DataFrame, checks it with :func:`conform` (missing column, wrong type: one line;
-castable types are cast; other columns ignored) and returns the canonical columns of
-:func:`output_columns`, whatever the format: a classifier gives ``label`` and one
-``proba_<class>`` per class, a regressor ``prediction``. Parity and comparison need no per-format
-code because of that.
+pipeline imputes) or ``string`` (categories; a missing one, None or NaN, is fed in the form the
+pipeline was fitted on: ``ColumnSpec.missing``, :func:`missing_as_fitted`). Every scorer takes
+a DataFrame, checks it with :func:`conform` (missing column, wrong type: one line; castable types
+are cast; other columns ignored) and returns the canonical columns of :func:`output_columns`,
+whatever the format: a classifier gives ``label`` and one ``proba_<class>`` per class, a
+regressor ``prediction``. Parity and comparison need no per-format code because of that.
 """
 
 from __future__ import annotations
@@ -23,17 +23,21 @@ from formats.errors import InputError
 
 __all__ = [
     "ColumnSpec",
+    "MISSING_FORMS",
     "as_fitted",
     "canonical_columns",
     "canonical_frame",
     "conform",
     "input_specs",
+    "missing_as_fitted",
     "output_columns",
     "proba_column",
 ]
 
 # How many distinct values of a string column the manifest records.
 MAX_CATEGORIES = 1000
+# ColumnSpec.missing: how the fitted pipeline takes a missing value (formats.missing)
+MISSING_FORMS = ("NaN", "None", "both")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,10 @@ class ColumnSpec:
     # Whether the fitted pipeline takes a category it never saw (OneHotEncoder with
     # handle_unknown="ignore"): false only where save() found an encoder that refuses one.
     accepts_unknown: bool = field(default=True, compare=False)
+    # How the fitted pipeline takes a missing value here (formats.missing): "NaN" or "None", the
+    # form the scikit-learn scorers feed any missing value in; "both": training held both and
+    # the pipeline scores them apart, so rows are fed as given (ONNX and PMML score NaN's way).
+    missing: str = field(default="NaN", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,7 +69,14 @@ class ColumnSpec:
             nullable=bool(data.get("nullable", True)),
             categories=data.get("categories"),
             accepts_unknown=bool(data.get("accepts_unknown", True)),  # older bundles: unknown
+            missing=_missing_form(data.get("missing", "NaN")),  # older bundles: None fed as NaN
         )
+
+
+def _missing_form(value: Any) -> str:
+    if value not in MISSING_FORMS:
+        raise ValueError(f"missing is {value!r}, not one of {', '.join(MISSING_FORMS)}")
+    return str(value)
 
 
 def input_specs(sample: pd.DataFrame) -> list[ColumnSpec]:
@@ -144,14 +159,37 @@ def _cast(series: pd.Series, spec: ColumnSpec) -> pd.Series:
             "it to a numeric type first"
         )
     if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
-        # object columns keep None/NaN as missing; everything else becomes str
-        return series.astype(object).where(series.notna(), None).map(
-            lambda v: v if v is None else str(v)
-        )
+        # a missing value keeps its form (None or NaN: the pipeline may tell them apart, see
+        # formats.missing); pandas' NA becomes None, everything else str
+        return series.astype(object).map(_category)
     raise InputError(
         f"column {spec.name!r} is {dtype} but the model takes strings (categories); cast it to "
         "string first"
     )
+
+
+def _category(value: Any) -> Any:
+    if isinstance(value, float) and np.isnan(value):
+        return value
+    return None if value is None or value is pd.NA or value is pd.NaT else str(value)
+
+
+def missing_as_fitted(
+    frame: pd.DataFrame, specs: Sequence[ColumnSpec], one_null: bool = False
+) -> pd.DataFrame:
+    """A conformed frame with each string column's missing values in the form the pipeline was
+    fitted on (``ColumnSpec.missing``): what the scikit-learn scorers feed. A column that held
+    both keeps them as given, unless ``one_null``: data with one null (Spark's) then take
+    NaN's, as ONNX and PMML score it."""
+    for spec in specs:
+        as_given = spec.missing == "both" and not one_null
+        if spec.kind != "string" or spec.name not in frame or as_given:
+            continue  # an absent column is conform's to report
+        column = frame[spec.name]
+        if column.isna().any():
+            missing = None if spec.missing == "None" else np.nan
+            frame[spec.name] = column.astype(object).where(column.notna(), missing)
+    return frame
 
 
 def as_fitted(frame: pd.DataFrame, specs: Sequence[ColumnSpec]) -> pd.DataFrame:

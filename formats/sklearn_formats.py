@@ -1,7 +1,9 @@
 """pickle and skops: the two formats that hold the Python object itself, scored by its own code.
 
-pickle is the reference every other format is compared with (it *is* the original model), but
-loading one runs arbitrary code: load pickles only from bundles you trust. skops stores the same
+The pickle holds the original model: :func:`formats.parity` calls the unpickled object itself on
+the rows as given, while the scorer here first feeds missing values in the form the pipeline
+was fitted on (:func:`formats.schema.missing_as_fitted`). Loading a pickle runs arbitrary code:
+load pickles only from bundles you trust. skops stores the same
 object without pickle's code execution: on load it refuses every type that is not on a trusted
 list, and the manifest records the list that saving found, so loading a bundle we wrote works
 while a swapped file with an unexpected type is refused.
@@ -14,17 +16,18 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from formats._text import one_line
 from formats.errors import FormatUnsupportedError, ModelLoadError
-from formats.schema import ColumnSpec, as_fitted, canonical_frame, conform
+from formats.schema import ColumnSpec, as_fitted, canonical_frame, conform, missing_as_fitted
 
 __all__ = [
     "final_estimator",
     "SklearnScorer",
     "load_pickle",
+    "model_scores",
+    "rows_as_given",
     "load_skops",
     "write_pickle",
     "write_skops",
@@ -116,19 +119,26 @@ class SklearnScorer:
         self.has_proba = has_proba
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        x = as_fitted(_sklearn_missing(conform(frame, self.inputs), self.inputs), self.inputs)
-        if self.task == "classification":
-            proba = self.model.predict_proba(x) if self.has_proba else None
-            label = self.model.predict(x)
-            return canonical_frame(
-                self.task, self.classes, label=label, proba=proba, index=frame.index
-            )
-        return canonical_frame(self.task, None, prediction=self.model.predict(x), index=frame.index)
+        # missing values in the form the pipeline was fitted on (None and NaN score apart)
+        x = as_fitted(missing_as_fitted(conform(frame, self.inputs), self.inputs), self.inputs)
+        return model_scores(self.model, x, self.task, self.classes, self.has_proba, frame.index)
 
 
-def _sklearn_missing(x: pd.DataFrame, inputs: list[ColumnSpec]) -> pd.DataFrame:
-    """scikit-learn's imputers look for np.nan: a None in a string column becomes np.nan."""
-    for spec in inputs:
-        if spec.kind == "string" and x[spec.name].isna().any():
-            x[spec.name] = x[spec.name].astype(object).where(x[spec.name].notna(), np.nan)
-    return x
+def model_scores(
+    model: Any, x: pd.DataFrame, task: str, classes: list[Any] | None, has_proba: bool, index: Any
+) -> pd.DataFrame:
+    """The canonical frame of ``model``'s own ``predict`` (and ``predict_proba``) on ``x``."""
+    if task == "classification":
+        proba = model.predict_proba(x) if has_proba else None
+        return canonical_frame(task, classes, label=model.predict(x), proba=proba, index=index)
+    return canonical_frame(task, None, prediction=model.predict(x), index=index)
+
+
+def rows_as_given(frame: pd.DataFrame, inputs: list[ColumnSpec]) -> pd.DataFrame:
+    """The model's columns of ``frame``, in order, values untouched (a missing value keeps its
+    form), with pandas' categories back where the model was fitted on them: what the original
+    is called on. The input check (:func:`conform`) still gives a bad frame its one line."""
+    conform(frame.head(1), inputs)
+    by_name = {str(c): c for c in frame.columns}
+    x = pd.DataFrame({s.name: frame[by_name[s.name]] for s in inputs}, index=frame.index)
+    return as_fitted(x, inputs)

@@ -19,7 +19,7 @@ from typing import Any
 
 from formats.schema import ColumnSpec
 
-__all__ = ["with_unknown_tolerance"]
+__all__ = ["selected_columns", "with_unknown_tolerance"]
 
 
 def with_unknown_tolerance(model: Any, specs: Sequence[ColumnSpec]) -> list[ColumnSpec]:
@@ -53,7 +53,7 @@ def _walk(step: Any, columns: list[str], names: list[str]) -> dict[str, bool] | 
         for _, trans, selection in step.transformers_:
             if isinstance(trans, str):  # "drop" (the model ignores it) or "passthrough"
                 continue
-            chosen = _selected(selection, names)
+            chosen = selected_columns(selection, names)
             mine = [c for c in columns if c in chosen]
             if mine:
                 out.update(_walk(trans, mine, chosen) or {})
@@ -74,7 +74,7 @@ def _keeps_columns(step: Any) -> bool:
     return isinstance(step, SimpleImputer)
 
 
-def _selected(selection: Any, names: list[str]) -> list[str]:
+def selected_columns(selection: Any, names: list[str]) -> list[str]:
     """A ColumnTransformer's column selection as names (names, positions or a boolean mask)."""
     if isinstance(selection, str):
         return [selection]

@@ -174,7 +174,8 @@ def _add_parity(results: list[EngineResult], bundle: Bundle, frame: pd.DataFrame
         return
     reason = ""
     try:
-        report: ParityReport | None = parity(bundle, frame, formats=[r.fmt for r in measured])
+        wanted = [r.fmt for r in measured if r.fmt != "pickle"]  # the pickle row is the original
+        report: ParityReport | None = parity(bundle, frame, formats=wanted)
     except ModelportError as exc:  # no pickle: there is no original to compare with
         report, reason = None, str(exc)
     for r in measured:

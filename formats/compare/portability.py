@@ -132,6 +132,13 @@ def pmml_engines_cell(bundle: Bundle, frame: pd.DataFrame) -> Cell:
     status, text = _verdict(diff)
     word = "agree" if status == "ok" else "disagree"
     summary = f"the engines {word} with each other: {text}"
+    if status != "ok":
+        from formats.pmml_engines import faithful_engine, pypmml_cause
+
+        cause = pypmml_cause(bundle)
+        summary += f"; {cause}" if cause else ""
+        default = faithful_engine(bundle.manifest.formats["pmml"].details)
+        summary += f"; formats.load uses {default} (it agreed with the original at save)"
     details = {"against": "each other"}
     return Cell(check, "pmml", status, summary, len(frame), diff.label_agreement, diff.max_abs,
                 details)  # fmt: skip

@@ -20,7 +20,7 @@ from formats.compare.results import CompareOptions, CompareReport, SparkResult
 from formats.errors import InputError, UsageError
 from formats.manifest import FORMATS
 from formats.parity import read_data
-from formats.schema import conform
+from formats.schema import conform, missing_as_fitted
 
 __all__ = ["compare"]
 
@@ -54,7 +54,10 @@ def compare(
     start = time.perf_counter()
     opened = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
     m = opened.manifest
-    frame = data if isinstance(data, pd.DataFrame) else read_data(data)
+    if isinstance(data, pd.DataFrame):
+        frame = data
+    else:  # Parquet has one null: read as the form training held, as parity reads a path
+        frame = missing_as_fitted(read_data(data), m.inputs, one_null=True)
     if len(frame) == 0:
         raise InputError("the dataset has no rows; pass a Parquet dataset with rows to score")
     conform(frame.head(1), m.inputs)  # the model's columns, or one line (exit 2)

@@ -60,7 +60,8 @@ def _parity(e: EngineResult) -> str:
         return "original"
     if e.parity in ("pass", "fail"):
         labels = "" if e.label_agreement is None else f"labels {e.label_agreement:.2%}, "
-        return f"{e.parity}: {labels}max |diff| {_num(e.max_abs, '.2g')}"
+        why = f" ({e.parity_reason})" if e.parity == "fail" and e.parity_reason else ""
+        return f"{e.parity}: {labels}max |diff| {_num(e.max_abs, '.2g')}{why}"
     return f"{e.parity}: {e.parity_reason}" if e.parity_reason else e.parity or "—"
 
 
@@ -197,7 +198,8 @@ def method(r: CompareReport) -> Section:
         f"latency: {o.latency_rows} distinct single rows, one call each, p50 and p99",
         "peak RSS: VmHWM of the measuring process after the largest batch, plus VmHWM of "
         "its child processes (the py4j JVM of pypmml and JPMML-Evaluator)",
-        f"parity: formats.parity on the first {o.parity_rows:,} rows (the pickle is the original)",
+        f"parity: formats.parity on the first {o.parity_rows:,} rows (the unpickled original, "
+        "called on the rows as given)",
     ]
     host = ", ".join(f"{k} {v}" for k, v in r.host.items())
     text = [f"{host}; total {r.seconds:.0f} s; {r.created}."]

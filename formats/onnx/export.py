@@ -7,9 +7,10 @@ or ``variable`` (regressors), through the converters of :mod:`formats.onnx.conve
 Two things differ from scikit-learn and are settled here, once:
 
 - **Missing strings.** An ONNX string tensor cannot hold a null, so scorers feed a missing
-  category as ``""``. The pipeline converted is a copy in which string imputers look for ``""``
-  and encoders that learnt NaN as a category know it as ``""``: the ONNX model then treats a
-  missing category exactly as the original treats NaN.
+  category as ``""``. The pipeline converted is a copy (:func:`formats.missing.onnx_copy`)
+  whose string imputers and encoders read ``""`` where the original reads the form training
+  held (``ColumnSpec.missing``: None or NaN): the ONNX model then treats a missing category
+  exactly as the original treats it in that form.
 - **Precision.** skl2onnx computes in float32. A threshold between two float64 values can fall
   on the other side in float32 and flip a tree's split. ``precision="auto"`` converts in float32,
   compares the labels with the original on the sample, and converts again in float64 (double
@@ -22,9 +23,7 @@ original on the sample as well as the tree ensemble does; the manifest says whic
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +32,8 @@ import pandas as pd
 
 from formats.diff import Tolerance, compare_frames
 from formats.errors import ConversionError, FormatUnsupportedError
-from formats.schema import ColumnSpec, conform
+from formats.missing import estimators, onnx_copy
+from formats.schema import ColumnSpec, conform, missing_as_fitted
 from formats.sklearn_formats import final_estimator
 
 __all__ = ["OnnxExport", "export_onnx", "onnx_feed_frame"]
@@ -67,7 +67,7 @@ def export_onnx(
             f"unknown ONNX tree form {trees!r}; use one of {', '.join(TREE_FORMS)}"
         )
     _refuse_categorical_splits(model)
-    prepared = _null_strings_as_empty(model)
+    prepared = onnx_copy(model, specs)
     feed_frame = onnx_feed_frame(conform(sample, specs), specs)
     exact = precision == "auto" and _splits_in_float64(model)
     first = "float64" if precision == "float64" or exact else "float32"
@@ -189,7 +189,7 @@ def _agreement(
 
     classes = list(model.classes_) if hasattr(model, "classes_") else None
     scorer = OnnxScorer(result.model.SerializeToString(), task, classes, specs)
-    x = conform(sample, specs).replace({None: np.nan})
+    x = missing_as_fitted(conform(sample, specs), specs)  # the original as the scorers feed it
     ref = np.asarray(model.predict(x))
     if task == "classification":
         labels = compare_frames(pd.DataFrame({"label": ref}),
@@ -205,7 +205,7 @@ def _refuse_categorical_splits(model: Any) -> None:
     """skl2onnx 1.20 writes HistGradientBoosting's categorical splits (``categorical_features``)
     as numeric thresholds: the model it makes scores other values than the original. Not
     saved, and said so, rather than saved wrong."""
-    for path, obj in _walk(model):
+    for path, obj in estimators(model):
         categorical = getattr(obj, "is_categorical_", None)  # None: no categorical feature
         if type(obj).__name__.startswith("HistGradientBoosting") and categorical is not None and (
             np.any(categorical)
@@ -238,22 +238,12 @@ def _probabilities_agree(scorer: Any, model: Any, sample: pd.DataFrame, x: pd.Da
     return compare_frames(pd.DataFrame(want, columns=got.columns), got, Tolerance()).passed
 
 
-def _walk(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """Every estimator inside a pipeline, with its path of step names."""
-    yield path, obj
-    for name, step in getattr(obj, "steps", []):
-        yield from _walk(step, f"{path}/{name}" if path else name)
-    for name, step, _cols in getattr(obj, "transformers_", []):
-        if not isinstance(step, str):
-            yield from _walk(step, f"{path}/{name}" if path else name)
-
-
 def _failing_step(model: Any, exc: BaseException) -> str | None:
     """The step whose conversion failed: the operator skl2onnx was converting when it raised
     (its ``raw_operator``, read off the traceback), else the step whose class the converter's
     own message names, else None. Not by the whole message: ours starts "cannot convert
     Pipeline", which named the first Pipeline inside, not the step that failed."""
-    steps = [(path, obj) for path, obj in _walk(model) if path]
+    steps = [(path, obj) for path, obj in estimators(model) if path]
     raw = None
     cause: BaseException | None = exc.__cause__ or exc
     tb = cause.__traceback__ if cause is not None else None
@@ -271,39 +261,3 @@ def _failing_step(model: Any, exc: BaseException) -> str | None:
         if type(obj).__name__ in message:
             return path
     return None
-
-
-def _null_strings_as_empty(model: Any) -> Any:
-    """A copy of the pipeline that reads ``""`` where the original reads a missing category."""
-    if not any(_reads_missing_strings(obj) for _path, obj in _walk(model)):
-        return model
-    clone = copy.deepcopy(model)
-    for _path, obj in _walk(clone):
-        kind = type(obj).__name__
-        if kind == "SimpleImputer" and np.asarray(obj.statistics_).dtype == object:
-            if _is_nan(obj.missing_values):
-                obj.missing_values = ""
-        elif kind in ("OneHotEncoder", "OrdinalEncoder"):
-            obj.categories_ = [
-                np.array(["" if _is_nan(v) else v for v in c], dtype=c.dtype) if _has_nan(c) else c
-                for c in obj.categories_
-            ]
-    return clone
-
-
-def _reads_missing_strings(obj: Any) -> bool:
-    kind = type(obj).__name__
-    if kind == "SimpleImputer":
-        stats = getattr(obj, "statistics_", None)
-        return stats is not None and np.asarray(stats).dtype == object
-    if kind in ("OneHotEncoder", "OrdinalEncoder"):
-        return any(_has_nan(c) for c in getattr(obj, "categories_", []))
-    return False
-
-
-def _is_nan(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
-
-
-def _has_nan(categories: Any) -> bool:
-    return np.asarray(categories).dtype == object and any(_is_nan(v) for v in categories)
