@@ -36,7 +36,14 @@ import pandas as pd
 
 from formats.bundle import Bundle
 from formats.errors import ModelLoadError, UsageError
-from formats.schema import ColumnSpec, as_fitted, canonical_frame, conform, output_columns
+from formats.schema import (
+    ColumnSpec,
+    as_fitted,
+    canonical_frame,
+    conform,
+    missing_as_fitted,
+    output_columns,
+)
 from formats.sklearn_formats import final_estimator
 from jobs.scoring.settings import Settings
 
@@ -97,12 +104,9 @@ def _pickle_bytes(spark: Any, target: Target) -> Callable[[], bytes]:
 
 
 def _sklearn_rows(target: Target, frame: pd.DataFrame) -> pd.DataFrame:
-    """The model's columns as scikit-learn's imputers need them: a null category as NaN (Arrow
-    hands pandas None, which SimpleImputer does not count as missing)."""
-    x = conform(frame, list(target.inputs))
-    for spec in target.inputs:
-        if spec.kind == "string" and x[spec.name].isna().any():
-            x[spec.name] = x[spec.name].astype(object).where(x[spec.name].notna(), np.nan)
+    """The model's columns as the pipeline was fitted on them: a null category in the form
+    training held (Arrow hands pandas None, which SimpleImputer(missing_values=nan) leaves)."""
+    x = missing_as_fitted(conform(frame, list(target.inputs)), list(target.inputs), one_null=True)
     return as_fitted(x, list(target.inputs))  # pandas' categories where it was fitted on them
 
 

@@ -25,6 +25,7 @@ def parity_gate(df: DataFrame, model: LoadedModel, settings: Settings) -> Parity
     import pandas as pd
 
     import formats
+    from formats.schema import missing_as_fitted
     from jobs.scoring.plan import column
 
     if not settings.job.parity_gate:
@@ -43,6 +44,8 @@ def parity_gate(df: DataFrame, model: LoadedModel, settings: Settings) -> Parity
         )
     if sample.empty:
         return None
+    # Spark has one null: the original takes it in the form training held, as model.onnx does
+    sample = missing_as_fitted(sample, model.bundle.manifest.inputs, one_null=True)
     report = formats.parity(model.bundle, sample, formats=["onnx"])
     if not report.passed:
         raise VerificationFailedError(_parity_failure(report), report)
