@@ -116,7 +116,7 @@ def run(
     """
     from jobs.scoring import output
     from jobs.scoring.checks import check_not_input
-    from jobs.scoring.gate import parity_gate, parity_summary
+    from jobs.scoring.gate import gate_rows, parity_gate, parity_summary
     from jobs.scoring.output.summary import write_summary
     from jobs.scoring.plan import check_partitioning
     from jobs.scoring.rules import valid_rows
@@ -142,7 +142,8 @@ def run(
         raise InputError(f"input {job.input!r} has no rows; nothing to score (set "
                          "job.allow_empty_input = true to write an empty output)")  # fmt: skip
     clock.mark("checks")
-    report = parity_gate(valid_rows(scoring.source, model.spec, settings), model, settings)
+    sample = gate_rows(df, job.input, model, job.parity_rows) if job.parity_gate else df
+    report = parity_gate(valid_rows(sample, model.spec, settings), model, settings)
     clock.mark("parity gate")
     # first: a run whose quarantine cannot be written must not leave a complete output
     quarantine = output.write_quarantine(scoring.source, model.spec, settings)

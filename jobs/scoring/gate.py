@@ -17,7 +17,35 @@ if TYPE_CHECKING:
     from jobs.scoring.model import LoadedModel
     from jobs.scoring.settings import Settings
 
-__all__ = ["parity_gate", "parity_summary"]
+__all__ = ["gate_rows", "parity_gate", "parity_summary"]
+
+
+def gate_rows(df: DataFrame, location: str, model: LoadedModel, rows: int) -> DataFrame:
+    """The rows the gate samples from: for a local input, the model's columns of the first
+    rows of its files, read by pyarrow into a DataFrame of the same Spark types (no Spark job
+    scans the files for a sample); else ``df`` itself. ``df`` is the input as Spark reads it;
+    anything this path cannot reproduce exactly (a missing column, a type Arrow does not cast
+    to Spark's) falls back to ``df``."""
+    from jobs.scoring.checks import arrow_dataset, local_path
+    from jobs.scoring.plan import case_sensitive, find_column, model_names
+
+    if local_path(location) is None or not model.spec.columns:
+        return df
+    spark = df.sparkSession
+    exact = case_sensitive(spark)
+    found = [find_column(df.columns, c.name, exact) for c in model.spec.columns]
+    if any(f is None for f in found):
+        return df  # the plan's own check says which column is missing
+    from pyspark.sql.types import StructType
+
+    schema = StructType([df.schema[f] for f in found if f is not None])
+    try:
+        # room for invalid rows: the gate compares valid ones
+        head = arrow_dataset(location).head(rows * 4, columns=schema.fieldNames())
+        local = spark.createDataFrame(head, schema=schema)
+    except Exception:  # pyarrow's or Spark's conversion errors: Spark reads the sample itself
+        return df
+    return model_names(local, model.spec, exact)
 
 
 def parity_gate(df: DataFrame, model: LoadedModel, settings: Settings) -> ParityReport | None:
