@@ -154,7 +154,7 @@ def render(results: list[dict[str, Any]], command: str) -> str:
         master = f"local[{r['cores']}]" + (" pinned" if r["pinned"] else "")
         lines.append(f"| {r['rows']:,} | {master} | " + " | ".join(cells)
                      + f" | {_ratio(peers, 'tuned')} | {_ratio(peers, 'pickle')} |")  # fmt: skip
-    lines += ["", "Peers: " + "; ".join(f"`{p}` {LABELS.get(p, 'the job of checkout ' + p)}"
+    lines += ["", "Peers: " + "; ".join(f"`{p}` {LABELS.get(p, 'the job of checkout ' + p.partition('@')[2])}"
                                         for p in names) + ".",
               "A ratio below 1 is the job faster (whole process, wall)."]  # fmt: skip
     return "\n".join(lines) + "\n"
