@@ -189,30 +189,11 @@ def floor_pandas(ctx: Context) -> None:
 
 
 def handwritten_onnx(ctx: Context) -> None:
-    """The guides' ONNX UDF: broadcast bytes, a session per partition, mapInPandas."""
-    model = ctx.spark.sparkContext.broadcast(ctx.onnx)
-    columns, classes = ctx.columns, ctx.classes
+    """The guides' ONNX UDF: broadcast bytes, a session per partition (ORT's default threads),
+    mapInPandas: the end-to-end benchmark's ``guide`` script, run in this session."""
+    from jobs.benchmark.scripts.udf import onnx_batches
 
-    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(model.value, providers=["CPUExecutionProvider"])
-        types = {i.name: i.type for i in session.get_inputs()}
-        for frame in frames:
-            feed = {}
-            for c in columns:
-                if types[c] == "tensor(string)":
-                    feed[c] = frame[c].fillna("").astype(str).to_numpy().reshape(-1, 1)
-                elif types[c] == "tensor(int64)":
-                    feed[c] = frame[c].to_numpy().astype(np.int64).reshape(-1, 1)
-                else:
-                    feed[c] = frame[c].to_numpy().astype(np.float32).reshape(-1, 1)
-            label, proba = session.run(None, feed)
-            out = pd.DataFrame({"row_id": frame["row_id"], "label": label})
-            for j, c in enumerate(classes):
-                out[f"proba_{c}"] = proba[:, j].astype(np.float64)
-            yield out
-
+    run = onnx_batches(ctx.spark.sparkContext.broadcast(ctx.onnx), ctx.columns, ctx.classes, 0)
     _write(_inputs(ctx).mapInPandas(run, _proba_schema(ctx)), ctx)
 
 
@@ -261,21 +242,11 @@ def predict_batch(ctx: Context) -> None:
 
 
 def pickle_pandas(ctx: Context) -> None:
-    """A hand-written iterator pandas UDF over the pickle (scikit-learn's own predict_proba)."""
-    model = ctx.spark.sparkContext.broadcast(ctx.pickle)
-    columns, classes = ctx.columns, ctx.classes
+    """A hand-written iterator pandas UDF over the pickle (scikit-learn's own predict_proba):
+    the end-to-end benchmark's ``pickle`` script, run in this session."""
+    from jobs.benchmark.scripts.udf import pickle_batches
 
-    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        fitted = pickle.loads(model.value)
-        for frame in frames:
-            x = frame[columns]
-            proba = fitted.predict_proba(x)
-            out = pd.DataFrame({"row_id": frame["row_id"]})
-            out["label"] = np.asarray(fitted.classes_)[proba.argmax(axis=1)].astype(str)
-            for j, c in enumerate(classes):
-                out[f"proba_{c}"] = proba[:, j]
-            yield out
-
+    run = pickle_batches(ctx.spark.sparkContext.broadcast(ctx.pickle), ctx.columns, ctx.classes)
     _write(_inputs(ctx).mapInPandas(run, _proba_schema(ctx)), ctx)
 
 

@@ -28,7 +28,9 @@ import pandas as pd
 STARTED = time.perf_counter()
 
 
-def _onnx(model: Any, columns: list[str], classes: list[str], threads: int) -> Any:
+def onnx_batches(model: Any, columns: list[str], classes: list[str], threads: int) -> Any:
+    """mapInPandas's function: model.onnx's broadcast bytes, one ORT session per partition
+    (``threads`` intra-op threads; 0: ORT's default pool)."""
     def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import onnxruntime as ort
 
@@ -56,7 +58,8 @@ def _onnx(model: Any, columns: list[str], classes: list[str], threads: int) -> A
     return run
 
 
-def _pickle(model: Any, columns: list[str], classes: list[str]) -> Any:
+def pickle_batches(model: Any, columns: list[str], classes: list[str]) -> Any:
+    """mapInPandas's function: the broadcast pickle's ``predict_proba`` per batch."""
     def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         fitted = pickle.loads(model.value)
         for frame in frames:
@@ -86,9 +89,9 @@ def main() -> None:
     name = "model.pkl" if args.peer == "pickle" else "model.onnx"
     model = spark.sparkContext.broadcast((Path(args.bundle) / name).read_bytes())
     if args.peer == "pickle":
-        run = _pickle(model, columns, classes)
+        run = pickle_batches(model, columns, classes)
     else:
-        run = _onnx(model, columns, classes, threads=1 if args.peer == "tuned" else 0)
+        run = onnx_batches(model, columns, classes, threads=1 if args.peer == "tuned" else 0)
     schema = "row_id long, label string, " + ", ".join(f"proba_{c} double" for c in classes)
     start = time.perf_counter()
     df = spark.read.parquet(args.input).select("row_id", *columns)
