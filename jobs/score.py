@@ -31,11 +31,13 @@ def _parser() -> Parser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return guarded(_main, argv)
+def main(argv: Sequence[str] | None = None, started: float | None = None) -> int:
+    """The job; ``started`` is when the user's clock started (the process's start when run as
+    a program), else the call."""
+    return guarded(lambda args: _main(args, started), argv)
 
 
-def _main(argv: list[str]) -> int:
+def _main(argv: list[str], started: float | None) -> int:
     from rich.console import Console
 
     from jobs.scoring import run_job
@@ -44,7 +46,7 @@ def _main(argv: list[str]) -> int:
 
     args = _parser().parse_args(argv)
     flags = {"job.bundle": args.bundle, "job.input": args.input, "job.output": args.output}
-    summary = run_job(load_settings(args.conf, args.set, flags))
+    summary = run_job(load_settings(args.conf, args.set, flags), started)
     console = Console()
     console.print(render(summary))
     console.print(f"summary: {location(summary.output)}")
@@ -52,4 +54,6 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from jobs.scoring.clock import process_started
+
+    sys.exit(main(started=process_started()))

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from formats.errors import InputError, UsageError
-from jobs.scoring.clock import Phases, process_started
+from jobs.scoring.clock import Phases
 from jobs.scoring.model import LoadedModel, load_model
 from jobs.scoring.output.summary import RunSummary
 from jobs.scoring.settings import Settings, load_settings
@@ -200,12 +200,14 @@ def _warm(model: LoadedModel, settings: Settings) -> None:
             _ = model.string_codes
 
 
-def run_job(settings: Settings) -> RunSummary:
+def run_job(settings: Settings, started: float | None = None) -> RunSummary:
     """:func:`check`, then :func:`run` in the session the settings describe (an active one is
-    used and left running; one built here is stopped)."""
+    used and left running; one built here is stopped). ``started``: when the user's clock
+    started (epoch seconds; :func:`jobs.scoring.clock.process_started` for an entry point),
+    else now."""
     from jobs.scoring.session import build_session
 
-    clock = Phases(since=process_started())
+    clock = Phases(since=started)
     clock.mark("start")  # the JVM of spark-submit, Python, the imports
     checked = check(settings)  # before Spark starts: a bad bundle or path fails fast
     clock.mark("checks before Spark")
