@@ -23,7 +23,7 @@ COMPARE_ROWS ?= 200000
 # pip warns about each of this machine's configured local package folders that does not exist.
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: help setup java demo test lint data export parity score compare compare-local jvm bench \
+.PHONY: help setup java demo test lint data export parity score compare compare-local jvm jvm-archive bench \
   providers view \
   cluster-up cluster-down cluster-status package submit
 
@@ -45,6 +45,8 @@ $(STAMP): pyproject.toml
 	  || echo "==> torch 2.13.0 not available here; pip chooses a torch build" >&2
 	@$(PIP) install -e '.[all,test]' 2> >(grep -v '^WARNING: Location' >&2)
 	@rm -f $(VENV)/.installed-* && touch $@
+	@$(MAKE) --no-print-directory jvm-archive \
+	  || echo "==> no JVM class archive (make jvm-archive): Spark starts as usual" >&2
 
 java: ## check for Java >= 17 (sklearn2pmml, pypmml, JPMML and Spark need it)
 	@v=$$(java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/{print $$2}'); \
@@ -113,6 +115,21 @@ compare: setup | $(DATA) $(BUNDLE) ## the format comparison, in-process and on S
 
 compare-local: setup | $(DATA) $(BUNDLE) ## the in-process half alone (python -m formats compare)
 	$(PY) -m formats compare $(BUNDLE) --data $(DATA) --out out/compare
+
+# The driver JVM's class archive (class data sharing): one run of the job on a small input
+# records the classes it loads; conf/spark/local.conf maps them at every later start.
+JSA := .cache/jvm/spark-driver.jsa
+TRAIN := .cache/jvm/train
+jvm-archive: setup ## the driver JVM's class archive (make setup builds it): a cold run starts sooner
+	@echo "==> building $(JSA) (one run of the job on 20,000 rows)" >&2
+	@rm -rf $(TRAIN) && mkdir -p $(TRAIN)
+	@$(PY) -m jobs.datagen --rows 20000 --output $(TRAIN)/data > /dev/null
+	@$(PY) -m jobs.export --output $(TRAIN)/bundle --formats pickle,onnx > /dev/null
+	@$(VENV)/bin/spark-submit --properties-file conf/spark/local.conf \
+	  --conf "spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=conf/spark/log4j2.properties -XX:ArchiveClassesAtExit=$(JSA) -Xlog:cds=off -Xlog:cds+dynamic=off" \
+	  --conf spark.ui.showConsoleProgress=false jobs/score.py --conf conf/local.toml \
+	  --bundle $(TRAIN)/bundle --input $(TRAIN)/data --output $(TRAIN)/out > /dev/null
+	@rm -rf $(TRAIN)
 
 jvm: setup ## compile the PMML Java UDF (jobs/java) into .cache/jvm (compare does it when needed)
 	$(PY) -m jobs.comparison.jvm

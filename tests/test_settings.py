@@ -131,3 +131,25 @@ def test_properties_file_syntax(tmp_path: Path) -> None:
     props = tmp_path / "p.conf"
     props.write_text("# comment\nspark.a  1\nspark.b=two words\n\nspark.c: x\n! other comment\n")
     assert read_properties(props) == {"spark.a": "1", "spark.b": "two words", "spark.c": "x"}
+
+
+def test_relative_jvm_paths_resolve_against_the_conf_s_project(tmp_path: Path) -> None:
+    """``python -m jobs.score`` may run outside the repository: the log4j2 file and the JVM's
+    class archive named relative to it are found from the properties file's project; a path
+    that exists nowhere is left as written (the JVM then starts without it, silently)."""
+    from jobs.scoring.session import _absolute_log4j
+
+    props = tmp_path / "conf" / "spark" / "local.conf"
+    props.parent.mkdir(parents=True)
+    # names that exist under the project only, not under the tests' working directory
+    (tmp_path / "conf" / "spark" / "log4j2-elsewhere.properties").write_text("")
+    (tmp_path / ".cache" / "jvm-elsewhere").mkdir(parents=True)
+    (tmp_path / ".cache" / "jvm-elsewhere" / "driver.jsa").write_bytes(b"")
+    value = ("-Dlog4j2.configurationFile=conf/spark/log4j2-elsewhere.properties "
+             "-XX:SharedArchiveFile=.cache/jvm-elsewhere/driver.jsa -Xlog:cds=off "
+             "-XX:SharedArchiveFile=nowhere.jsa")  # fmt: skip
+    got = _absolute_log4j(value, props).split()
+    log4j = tmp_path / "conf/spark/log4j2-elsewhere.properties"
+    assert got[0] == f"-Dlog4j2.configurationFile={log4j}"
+    assert got[1] == f"-XX:SharedArchiveFile={tmp_path / '.cache/jvm-elsewhere/driver.jsa'}"
+    assert got[2:] == ["-Xlog:cds=off", "-XX:SharedArchiveFile=nowhere.jsa"]

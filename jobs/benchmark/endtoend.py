@@ -24,6 +24,7 @@ __all__ = ["PEERS", "end_to_end", "render"]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = "jobs/benchmark/scripts/udf.py"
+LOG4J = "-Dlog4j2.configurationFile=conf/spark/log4j2.properties"
 # the job, then what a user writes instead (jobs/benchmark/scripts/udf.py)
 PEERS = ("job", "tuned", "guide", "pickle")
 LABELS = {
@@ -45,8 +46,8 @@ def _command(peer: str, cores: int, pinned: bool, data: Path, bundle: Path,
     io = ["--bundle", str(bundle), "--input", str(data), "--output", str(out)]
     if peer.partition("@")[0] == "job":
         cmd += ["jobs/score.py", "--conf", "conf/local.toml", *io, "--set", "output.mode=overwrite"]
-    else:
-        cmd += [SCRIPT, "--peer", peer, *io]
+    else:  # as a user runs them: Spark's own JVM start, without the job's class archive
+        cmd += ["--conf", f"spark.driver.extraJavaOptions={LOG4J}", SCRIPT, "--peer", peer, *io]
     if pinned:
         cpus = sorted(os.sched_getaffinity(0))[:cores]
         cmd = ["taskset", "-c", ",".join(map(str, cpus)), *cmd]

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["build_session", "is_connect", "master_of", "read_properties", "share_bytes"]
 
 BATCH_ROWS = "spark.sql.execution.arrow.maxRecordsPerBatch"
-_LOG4J = re.compile(r"(-Dlog4j2?\.configurationFile=)(\S+)")
+_LOG4J = re.compile(r"(-Dlog4j2?\.configurationFile=|-XX:SharedArchiveFile=)(\S+)")
 
 
 def read_properties(path: str | Path) -> dict[str, str]:
@@ -58,8 +58,9 @@ def read_properties(path: str | Path) -> dict[str, str]:
 
 
 def _absolute_log4j(value: str, props_file: Path) -> str:
-    """A relative log4j2 path is relative to the repository root (where spark-submit is run);
-    ``python -m`` may run elsewhere, so it is resolved against the conf's project too."""
+    """A relative log4j2 (or JVM class archive) path is relative to the repository root (where
+    spark-submit is run); ``python -m`` may run elsewhere, so it is resolved against the conf's
+    project too."""
 
     def fix(m: re.Match[str]) -> str:
         path = Path(m.group(2).removeprefix("file:"))
