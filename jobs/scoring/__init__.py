@@ -142,8 +142,10 @@ def run(
         raise InputError(f"input {job.input!r} has no rows; nothing to score (set "
                          "job.allow_empty_input = true to write an empty output)")  # fmt: skip
     clock.mark("checks")
-    sample = gate_rows(df, job.input, model, job.parity_rows) if job.parity_gate else df
-    report = parity_gate(valid_rows(sample, model.spec, settings), model, settings)
+    report = None
+    if job.parity_gate:
+        sample = gate_rows(df, scoring.source, job.input, model, job.parity_rows)
+        report = parity_gate(valid_rows(sample, model.spec, settings), model, settings)
     clock.mark("parity gate")
     # first: a run whose quarantine cannot be written must not leave a complete output
     quarantine = output.write_quarantine(scoring.source, model.spec, settings)

@@ -24,11 +24,21 @@ def _started(pid: int) -> float | None:
         return None
 
 
+def _launched_by_spark_submit(pid: int) -> bool:
+    """Whether ``pid`` is spark-submit's JVM (an inherited gateway variable alone is not)."""
+    try:
+        return b"org.apache.spark.deploy.SparkSubmit" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def process_started() -> float:
     """Epoch seconds at which the run's first process started: the JVM of ``spark-submit``
     where it launched this driver (it passes the driver its gateway), else this process; now
     where /proc cannot tell."""
-    pid = os.getppid() if "PYSPARK_GATEWAY_PORT" in os.environ else os.getpid()
+    pid = os.getpid()
+    if "PYSPARK_GATEWAY_PORT" in os.environ and _launched_by_spark_submit(os.getppid()):
+        pid = os.getppid()
     started = _started(pid)
     return started if started is not None else time.time()
 

@@ -20,22 +20,25 @@ if TYPE_CHECKING:
 __all__ = ["gate_rows", "parity_gate", "parity_summary"]
 
 
-def gate_rows(df: DataFrame, location: str, model: LoadedModel, rows: int) -> DataFrame:
-    """The rows the gate samples from: for a local input, the model's columns of the first
-    rows of its files, read by pyarrow into a DataFrame of the same Spark types (no Spark job
-    scans the files for a sample); else ``df`` itself. ``df`` is the input as Spark reads it;
-    anything this path cannot reproduce exactly (a missing column, a type Arrow does not cast
-    to Spark's) falls back to ``df``."""
+def gate_rows(
+    df: DataFrame, source: DataFrame, location: str, model: LoadedModel, rows: int
+) -> DataFrame:
+    """The rows the gate samples from, under the model's column names: for a local input, the
+    model's columns of the first rows of its files, read by pyarrow into a DataFrame of the
+    same Spark types (no Spark job scans the files for a sample); else ``source`` (the plan's
+    input). ``df`` is the input as Spark reads it, whose names the files hold; anything this
+    path cannot reproduce exactly (a missing column, a type Arrow does not cast to Spark's)
+    falls back to ``source``."""
     from jobs.scoring.checks import arrow_dataset, local_path
     from jobs.scoring.plan import case_sensitive, find_column, model_names
 
     if local_path(location) is None or not model.spec.columns:
-        return df
+        return source
     spark = df.sparkSession
     exact = case_sensitive(spark)
     found = [find_column(df.columns, c.name, exact) for c in model.spec.columns]
     if any(f is None for f in found):
-        return df  # the plan's own check says which column is missing
+        return source  # the plan's own check says which column is missing
     from pyspark.sql.types import StructType
 
     schema = StructType([df.schema[f] for f in found if f is not None])
@@ -44,7 +47,7 @@ def gate_rows(df: DataFrame, location: str, model: LoadedModel, rows: int) -> Da
         head = arrow_dataset(location).head(rows * 4, columns=schema.fieldNames())
         local = spark.createDataFrame(head, schema=schema)
     except Exception:  # pyarrow's or Spark's conversion errors: Spark reads the sample itself
-        return df
+        return source
     return model_names(local, model.spec, exact)
 
 
